@@ -1,0 +1,41 @@
+# The two commands of the README: `make book` and `make test`. Each sets up .venv first.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+# Tests and the book must not need a GPU; they never download data or weights.
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+SHELL := bash
+.SHELLFLAGS := -euo pipefail -c
+# pip's notes about unreachable extra index folders are dropped; its exit status still counts.
+QUIET_PIP := { grep -v "is ignored: it is neither" || true; }
+
+.PHONY: setup test book bench lock clean
+
+setup: $(STAMP)
+
+# The pinned stack (requirements.lock: torch/torchvision from the registry, numba, numba-cuda,
+# Jupyter Book 1.x, ...) and sanmini itself, editable.
+$(STAMP): requirements.lock pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet -r requirements.lock 2>&1 | $(QUIET_PIP)
+	$(BIN)/python -m pip install --quiet --no-deps -e . 2>&1 | $(QUIET_PIP)
+	$(BIN)/python -c "import sanmini, torch, torchvision, numba, numba.cuda"
+	touch $@
+
+test: setup
+	$(BIN)/python -m pytest
+
+book: setup
+	$(BIN)/jupyter-book build --all -W -n --keep-going .
+
+bench: setup
+	$(BIN)/python bench/ops.py
+
+# Regenerate requirements.lock from the current .venv.
+lock:
+	{ echo "# Pinned stack for make setup (pip freeze of a working .venv; regenerate with 'make lock')."; \
+	  $(BIN)/python -m pip freeze --exclude-editable | grep -v "^sanmini"; } > requirements.lock
+
+clean:
+	rm -rf _build .pytest_cache

@@ -1,0 +1,11 @@
+"""SAN operators: aggregation and subtraction over a K x K footprint, on three backends.
+
+``aggregation``, ``subtraction`` and ``subtraction2`` are the operator set of the SAN reference
+implementation (Zhao et al., CVPR 2020), each with ``backend=`` ``"auto"``, ``"torch"`` (the plain
+torch specification), ``"cpu"`` (Numba) or ``"cuda"`` (Numba CUDA). See :mod:`.functional`.
+"""
+from .functional import aggregation, available_backends, resolve_backend, subtraction, subtraction2
+from .geometry import Window, output_size
+
+__all__ = ["aggregation", "subtraction", "subtraction2", "available_backends", "resolve_backend",
+           "Window", "output_size"]
