@@ -91,8 +91,21 @@ def subtraction_backward(grad, grad_x1, grad_x2, K, stride, padding, dilation, r
                                                 stride, padding, dilation, reflect, acc)
 
 
-KERNELS = ("aggregation_forward", "aggregation_input_grad", "aggregation_weight_grad",
-           "subtraction_forward", "subtraction_backward")
+# Array arguments of each kernel, by dimension: 5 marks a (N, C, K*K, Ho, Wo) view.
+KERNEL_ARRAY_NDIMS = {
+    "aggregation_forward": (4, 5, 4),
+    "aggregation_input_grad": (5, 4, 4),
+    "aggregation_weight_grad": (4, 4, 5),
+    "subtraction_forward": (4, 4, 5),
+    "subtraction_backward": (5, 4, 4),
+}
+
+
+def kernel_signature(name: str, dtype=numba.float32) -> tuple:
+    """Numba argument types of kernel ``name`` for C-contiguous arrays of ``dtype``, e.g. for
+    ``numba.cuda.compile_ptx(getattr(sanmini.ops.cuda, name).py_func, sig, cc=(9, 0))``."""
+    arrays = tuple(numba.types.Array(dtype, ndim, "C") for ndim in KERNEL_ARRAY_NDIMS[name])
+    return arrays + (numba.int64,) * 4 + (numba.boolean, dtype)
 
 
 def simulated() -> bool:
@@ -103,16 +116,17 @@ def simulated() -> bool:
 def _launch(kernel, total, tensors, scalars):
     if total == 0:
         return
-    blocks = (total + THREADS_PER_BLOCK - 1) // THREADS_PER_BLOCK
+    threads = min(THREADS_PER_BLOCK, total)
+    blocks = (total + threads - 1) // threads
     if simulated():
-        kernel[blocks, THREADS_PER_BLOCK](*(t.numpy() for t in tensors), *scalars)
+        kernel[blocks, threads](*(t.numpy() for t in tensors), *scalars)
         return
     device = tensors[0].device
     stream = cuda.external_stream(torch.cuda.current_stream(device).cuda_stream)
     # sync=False: the tensors are ready on torch's current stream, which is the one we launch on.
     arrays = [cuda.as_cuda_array(t, sync=False) for t in tensors]
     with cuda.gpus[device.index if device.index is not None else torch.cuda.current_device()]:
-        kernel[blocks, THREADS_PER_BLOCK, stream](*arrays, *scalars)
+        kernel[blocks, threads, stream](*arrays, *scalars)
 
 
 backend = KernelBackend("cuda", sys.modules[__name__], _launch)

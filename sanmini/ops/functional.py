@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
-from functools import lru_cache
+import os
 
 import torch
 from torch import Tensor
@@ -37,15 +37,12 @@ __all__ = ["aggregation", "subtraction", "subtraction2", "available_backends", "
 
 # --- backends ----------------------------------------------------------------------------------
 
-@lru_cache(maxsize=None)
-def _numba_installed() -> bool:
-    return importlib.util.find_spec("numba") is not None
-
-
-@lru_cache(maxsize=None)
-def _cuda_target():
-    """(usable, simulated, reason) for Numba's CUDA target."""
-    if not _numba_installed():
+def _probe_cuda_target() -> tuple[bool, bool, str]:
+    """(usable, simulated, reason if not usable) for Numba's CUDA target, probed once at import."""
+    simulator_asked = os.environ.get("NUMBA_ENABLE_CUDASIM", "0") not in ("", "0")
+    if not (simulator_asked or torch.cuda.is_available()):
+        return False, False, "no CUDA GPU is available"
+    if not NUMBA_INSTALLED:
         return False, False, "numba is not installed (pip install numba numba-cuda)"
     try:
         import numba
@@ -61,12 +58,17 @@ def _cuda_target():
     return True, False, ""
 
 
+# Probed once, so that torch.compile sees constants when it traces resolve_backend.
+NUMBA_INSTALLED = importlib.util.find_spec("numba") is not None
+CUDA_TARGET = _probe_cuda_target()
+
+
 def available_backends() -> tuple[str, ...]:
     """The backends this machine can run, besides ``"auto"``."""
     names = ["torch"]
-    if _numba_installed():
+    if NUMBA_INSTALLED:
         names.append("cpu")
-    if _cuda_target()[0]:
+    if CUDA_TARGET[0]:
         names.append("cuda")
     return tuple(names)
 
@@ -78,20 +80,20 @@ def resolve_backend(backend: str, x: Tensor) -> str:
     on_gpu = x.device.type == "cuda"
     if backend == "auto":
         if on_gpu:
-            usable, simulated, _ = _cuda_target()
+            usable, simulated, _ = CUDA_TARGET
             return "cuda" if usable and not simulated else "torch"
-        if x.device.type == "cpu" and _numba_installed():
+        if x.device.type == "cpu" and NUMBA_INSTALLED:
             return "cpu"
         return "torch"
     if backend == "cpu":
         if x.device.type != "cpu":
             raise ValueError(f"backend='cpu' needs CPU tensors, got tensors on {x.device}; "
                              "use backend='cuda' or 'auto'")
-        if not _numba_installed():
+        if not NUMBA_INSTALLED:
             raise ValueError("backend='cpu' needs numba (pip install numba); "
                              "backend='torch' needs nothing")
     if backend == "cuda":
-        usable, simulated, reason = _cuda_target()
+        usable, simulated, reason = CUDA_TARGET
         if not usable:
             raise ValueError(f"backend='cuda' needs a CUDA GPU or Numba's CUDA simulator "
                              f"(NUMBA_ENABLE_CUDASIM=1 before numba is imported): {reason}")
