@@ -1,6 +1,14 @@
-"""sanmini: the self-attention networks of Zhao et al., CVPR 2020, small, tested and readable."""
-from . import ops
+"""sanmini: the self-attention networks of Zhao et al., CVPR 2020, small, tested and readable.
+
+- :mod:`sanmini.ops`: the operators (aggregation, subtraction) on three backends;
+- :mod:`sanmini.nn`: pairwise and patchwise self-attention with every relation of the paper, the
+  SAN block;
+- :mod:`sanmini.models`: SAN10/15/19 and ResNet26/38/50, FLOP counts, released checkpoints.
+"""
+from . import models, nn, ops
+from .models import count_flops, create, load_pretrained
 from .ops import aggregation, subtraction, subtraction2
 
 __version__ = "0.1.0"
-__all__ = ["ops", "aggregation", "subtraction", "subtraction2", "__version__"]
+__all__ = ["ops", "nn", "models", "aggregation", "subtraction", "subtraction2", "create",
+           "count_flops", "load_pretrained", "__version__"]

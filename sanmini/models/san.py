@@ -1,0 +1,52 @@
+"""SAN10, SAN15, SAN19 (Zhao et al., CVPR 2020, Table 1): a ResNet layout whose convolutions are
+replaced by self-attention blocks.
+
+    x (N, 3, 224, 224)
+    conv_in 1x1, bn_in, relu                                   (N, 64, 224, 224)
+    stage k = 0..4: max-pool 2x2, conv_k 1x1 (transition),     (N, C_k, 224 / 2^(k+1), ...)
+                    layer_k (SAN blocks), bn_k, relu           C_k = 64, 256, 512, 1024, 2048
+    global average pool, fc                                    (N, num_classes)
+
+The module names are those of the reference implementation, so its released checkpoints load
+(:func:`sanmini.models.load_pretrained`).
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..nn import SANBlock
+
+STAGE_WIDTHS = (1, 4, 8, 16, 32)   # times the stem width: 64, 256, 512, 1024, 2048
+
+
+class SAN(nn.Module):
+    """A self-attention network: ``layers`` blocks per stage, footprint ``kernels`` per stage."""
+
+    def __init__(self, attention: str = "pairwise", layers=(2, 1, 2, 4, 1), kernels=(3, 7, 7, 7, 7),
+                 num_classes: int = 1000, width: int = 64, **attention_kwargs):
+        super().__init__()
+        if len(layers) != 5 or len(kernels) != 5:
+            raise ValueError(f"layers and kernels must give 5 stages, got {layers} and {kernels}")
+        self.conv_in = nn.Conv2d(3, width, kernel_size=1, bias=False)
+        self.bn_in = nn.BatchNorm2d(width)
+        in_planes = width
+        for k, (blocks, kernel_size, mult) in enumerate(zip(layers, kernels, STAGE_WIDTHS)):
+            planes = width * mult
+            setattr(self, f"conv{k}", nn.Conv2d(in_planes, planes, kernel_size=1, bias=False))
+            setattr(self, f"bn{k}", nn.BatchNorm2d(planes))
+            setattr(self, f"layer{k}", nn.Sequential(*[
+                SANBlock(planes, attention, kernel_size=kernel_size, **attention_kwargs)
+                for _ in range(blocks)]))
+            in_planes = planes
+        self.relu = nn.ReLU(inplace=True)
+        self.pool = nn.MaxPool2d(kernel_size=2, stride=2)
+        self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
+        self.fc = nn.Linear(in_planes, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.relu(self.bn_in(self.conv_in(x)))                   # (N, 64, H, W)
+        for k in range(5):
+            transition, bn, layer = (getattr(self, f"{name}{k}") for name in ("conv", "bn", "layer"))
+            x = self.relu(bn(layer(transition(self.pool(x)))))      # (N, C_k, H / 2^(k+1), ...)
+        return self.fc(torch.flatten(self.avgpool(x), 1))           # (N, num_classes)

@@ -1,0 +1,97 @@
+"""Pairwise self-attention (Zhao et al., CVPR 2020, Sec. 3.1, Eq. 2 and 3).
+
+    y_i = sum_{j in R(i)} alpha(x_i, x_j) ⊙ beta(x_j),   alpha(x_i, x_j) = gamma(delta(x_i, x_j))
+
+with phi, psi, beta learned 1x1 maps (``conv1``, ``conv2``, ``conv3``), gamma the BN-ReLU-conv-BN-
+ReLU-conv mapping of :mod:`.gamma` (``conv_w``), the weights normalised by a softmax over the
+footprint R(i), and one weight channel shared by ``share_planes`` value channels. The relation
+delta is one of the paper's five:
+
+==================  ================================  ===============================
+``relation``        delta(x_i, x_j)                   channels into gamma
+==================  ================================  ===============================
+``"summation"``     phi(x_i) + psi(x_j)               rel_planes
+``"subtraction"``   phi(x_i) - psi(x_j)               rel_planes
+``"concatenation"`` [phi(x_i), psi(x_j)]              2 * rel_planes
+``"hadamard"``      phi(x_i) ⊙ psi(x_j)               rel_planes
+``"dot"``           phi(x_i)^T psi(x_j)               1
+==================  ================================  ===============================
+
+With ``position_encoding`` the relation is concatenated with p_i - p_j of the encoded coordinates
+(:mod:`.position`, ``conv_p``), two more channels. The defaults (subtraction, position encoding,
+reflection padding) are the reference implementation's, parameter for parameter.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .gamma import gamma
+from .operators import Aggregation, Subtraction, Subtraction2, Unfold
+from .position import position_grid
+
+RELATIONS = ("summation", "subtraction", "concatenation", "hadamard", "dot")
+
+
+def check_footprint(kernel_size: int, out_planes: int, share_planes: int) -> None:
+    """The checks shared by pairwise and patchwise attention."""
+    if isinstance(kernel_size, bool) or not isinstance(kernel_size, int) or kernel_size < 1 \
+            or kernel_size % 2 == 0:
+        raise ValueError(f"kernel_size must be an odd positive int (the footprint has a centre), "
+                         f"got {kernel_size!r}")
+    if share_planes < 1 or out_planes % share_planes != 0:
+        raise ValueError(f"share_planes={share_planes} must divide the value width "
+                         f"out_planes={out_planes}")
+
+
+class PairwiseAttention(nn.Module):
+    """x (N, in_planes, H, W) -> y (N, out_planes, Ho, Wo), Eq. (2) with the relation of Eq. (3)."""
+
+    def __init__(self, in_planes: int, rel_planes: int, out_planes: int, share_planes: int = 8,
+                 kernel_size: int = 7, stride: int = 1, dilation: int = 1,
+                 relation: str = "subtraction", position_encoding: bool = True,
+                 pad_mode: str = "reflect", backend: str = "auto"):
+        super().__init__()
+        if relation not in RELATIONS:
+            raise ValueError(f"relation must be one of {RELATIONS} for pairwise attention, "
+                             f"got {relation!r}")
+        check_footprint(kernel_size, out_planes, share_planes)
+        self.relation, self.position_encoding = relation, position_encoding
+        self.conv1 = nn.Conv2d(in_planes, rel_planes, kernel_size=1)      # phi
+        self.conv2 = nn.Conv2d(in_planes, rel_planes, kernel_size=1)      # psi
+        self.conv3 = nn.Conv2d(in_planes, out_planes, kernel_size=1)      # beta
+        width = {"concatenation": 2 * rel_planes, "dot": 1}.get(relation, rel_planes)
+        width += 2 if position_encoding else 0
+        self.conv_w = gamma(width, rel_planes, out_planes // share_planes)
+        if position_encoding:
+            self.conv_p = nn.Conv2d(2, 2, kernel_size=1)
+        footprint = dict(kernel_size=kernel_size, stride=stride, dilation=dilation,
+                         pad_mode=pad_mode, backend=backend)
+        self.subtraction = Subtraction(**footprint)
+        self.subtraction2 = Subtraction2(**footprint)
+        self.unfold = Unfold(**footprint)
+        self.aggregation = Aggregation(**footprint)
+
+    def delta(self, x1: torch.Tensor, x2: torch.Tensor) -> torch.Tensor:
+        """phi(x) (N, R, H, W), psi(x) (N, R, H, W) -> the relation (N, channels, K*K, L)."""
+        if self.relation == "subtraction":
+            return self.subtraction2(x1, x2)
+        if self.relation == "summation":
+            return self.subtraction2(x1, -x2)                       # x1_i - (-x2_j)
+        xi, _ = self.unfold(x1)                                     # (N, R, 1, L)
+        _, xj = self.unfold(x2)                                     # (N, R, K*K, L)
+        if self.relation == "concatenation":
+            return torch.cat([xi.expand_as(xj), xj], dim=1)
+        if self.relation == "hadamard":
+            return xi * xj
+        return (xi * xj).sum(dim=1, keepdim=True)                   # dot
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x1, x2, x3 = self.conv1(x), self.conv2(x), self.conv3(x)
+        rel = self.delta(x1, x2)                                    # (N, *, K*K, L)
+        if self.position_encoding:
+            grid = position_grid(x.shape[2], x.shape[3], device=x.device, dtype=x.dtype)
+            pos = self.subtraction(self.conv_p(grid))               # (1, 2, K*K, L): p_i - p_j
+            rel = torch.cat([rel, pos.expand(x.shape[0], -1, -1, -1).to(rel.dtype)], dim=1)
+        alpha = self.conv_w(rel).softmax(dim=2)                     # (N, out/share, K*K, L)
+        return self.aggregation(x3, alpha)                          # (N, out, Ho, Wo)

@@ -1,0 +1,70 @@
+"""Patchwise self-attention (Zhao et al., CVPR 2020, Sec. 3.2, Eq. 4 and 5).
+
+    y_i = sum_{j in R(i)} alpha(x_R(i))_j ⊙ beta(x_j),   alpha(x_R(i)) = gamma(delta(x_R(i)))
+
+The weights at i depend on the whole footprint x_R(i), not on one pair: gamma maps delta to K*K
+weight vectors, one per footprint position j, which are not normalised (as in the reference
+implementation). The relation delta is one of the paper's three:
+
+==================  ==========================================  ======================
+``relation``        delta(x_R(i))                               channels into gamma
+==================  ==========================================  ======================
+``"star"``          [phi(x_i)^T psi(x_j)] for all j in R(i)     K*K
+``"clique"``        [phi(x_j)^T psi(x_k)] for all j, k in R(i)  K*K * K*K
+``"concatenation"`` [phi(x_i), [psi(x_j)] for all j in R(i)]    rel_planes * (K*K + 1)
+==================  ==========================================  ======================
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .gamma import gamma
+from .operators import Aggregation, Unfold
+from .pairwise import check_footprint
+
+RELATIONS = ("star", "clique", "concatenation")
+
+
+class PatchwiseAttention(nn.Module):
+    """x (N, in_planes, H, W) -> y (N, out_planes, Ho, Wo), Eq. (4) with the relation of Eq. (5)."""
+
+    def __init__(self, in_planes: int, rel_planes: int, out_planes: int, share_planes: int = 8,
+                 kernel_size: int = 7, stride: int = 1, dilation: int = 1,
+                 relation: str = "concatenation", pad_mode: str = "reflect", backend: str = "auto"):
+        super().__init__()
+        if relation not in RELATIONS:
+            raise ValueError(f"relation must be one of {RELATIONS} for patchwise attention, "
+                             f"got {relation!r}")
+        check_footprint(kernel_size, out_planes, share_planes)
+        self.relation, self.taps = relation, kernel_size * kernel_size
+        self.conv1 = nn.Conv2d(in_planes, rel_planes, kernel_size=1)      # phi
+        self.conv2 = nn.Conv2d(in_planes, rel_planes, kernel_size=1)      # psi
+        self.conv3 = nn.Conv2d(in_planes, out_planes, kernel_size=1)      # beta
+        width = {"star": self.taps, "clique": self.taps * self.taps,
+                 "concatenation": rel_planes * (self.taps + 1)}[relation]
+        weights = out_planes // share_planes
+        self.conv_w = gamma(width, weights, self.taps * weights)
+        footprint = dict(kernel_size=kernel_size, stride=stride, dilation=dilation,
+                         pad_mode=pad_mode, backend=backend)
+        self.unfold = Unfold(**footprint)
+        self.aggregation = Aggregation(**footprint)
+
+    def delta(self, x1: torch.Tensor, x2: torch.Tensor) -> torch.Tensor:
+        """phi(x), psi(x) (N, R, H, W) -> the relation (N, channels, 1, L)."""
+        n = x1.shape[0]
+        xi, x1j = self.unfold(x1)                                   # (N, R, 1, L), (N, R, K*K, L)
+        _, x2j = self.unfold(x2)                                    # (N, R, K*K, L)
+        if self.relation == "star":
+            return (xi * x2j).sum(dim=1).unsqueeze(2)               # (N, K*K, 1, L)
+        if self.relation == "clique":
+            pairs = torch.einsum("nrjl,nrkl->njkl", x1j, x2j)       # (N, K*K, K*K, L)
+            return pairs.reshape(n, -1, 1, pairs.shape[-1])
+        return torch.cat([xi, x2j.reshape(n, -1, 1, x2j.shape[-1])], dim=1)   # concatenation
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x1, x2, x3 = self.conv1(x), self.conv2(x), self.conv3(x)
+        rel = self.delta(x1, x2)                                    # (N, *, 1, L)
+        alpha = self.conv_w(rel)                                    # (N, K*K * out/share, 1, L)
+        alpha = alpha.view(x.shape[0], -1, self.taps, alpha.shape[-1])   # (N, out/share, K*K, L)
+        return self.aggregation(x3, alpha)                          # (N, out, Ho, Wo)

@@ -1,0 +1,149 @@
+"""sanmini.nn: every relation function of pairwise and patchwise attention, the SAN block.
+
+Each relation is checked three ways: the output against the paper's formula written out here with
+explicit loops over footprint positions, gradcheck in float64, and the same output on the "torch"
+and "cpu" backends (and "cuda", on one tiny case)."""
+import pytest
+import torch
+import torch.nn.functional as F
+
+from conftest import cuda_test_device
+from sanmini.nn import (PAIRWISE_RELATIONS, PATCHWISE_RELATIONS, PairwiseAttention,
+                        PatchwiseAttention, SANBlock, position_grid, set_backend)
+
+N, C, H, W, K = 2, 8, 5, 6, 3
+
+
+def _x(seed=0, dtype=torch.float64):
+    return torch.randn(N, C, H, W, generator=torch.Generator().manual_seed(seed), dtype=dtype)
+
+
+def _module(cls, relation, **kw):
+    torch.manual_seed(0)
+    m = cls(C, 2, 8, share_planes=4, kernel_size=K, relation=relation, **kw).double()
+    return m.eval()   # batch norm with its running statistics, so the formula below is exact
+
+
+def _neighbours(t):
+    """(N, C, H, W) -> [(N, C, H, W)] * K*K: t at each footprint offset, reflection padded."""
+    p = K // 2
+    padded = F.pad(t, (p, p, p, p), mode="reflect")
+    return [padded[:, :, a:a + H, b:b + W] for a in range(K) for b in range(K)]
+
+
+def _gamma(m, rel):
+    return m.conv_w(rel)
+
+
+def _pairwise_formula(m, x):
+    """Eq. (2)-(3) with loops over j: y_i = sum_j softmax_j(gamma(delta(x_i, x_j), p_i - p_j)) * beta(x_j)."""
+    x1, x2, x3 = m.conv1(x), m.conv2(x), m.conv3(x)
+    pos = m.conv_p(position_grid(H, W, dtype=x.dtype)) if m.position_encoding else None
+    logits = []
+    for xj, pj in zip(_neighbours(x2), _neighbours(pos) if pos is not None else [None] * K * K):
+        delta = {"summation": x1 + xj, "subtraction": x1 - xj,
+                 "concatenation": torch.cat([x1, xj], 1), "hadamard": x1 * xj,
+                 "dot": (x1 * xj).sum(1, keepdim=True)}[m.relation]
+        if pos is not None:
+            delta = torch.cat([delta, (pos - pj).expand(N, -1, -1, -1)], 1)
+        logits.append(m.conv_w(delta))                       # (N, Cw, H, W)
+    alpha = torch.stack(logits, 2).softmax(2)                # (N, Cw, K*K, H, W)
+    cw = alpha.shape[1]
+    y = torch.zeros_like(x3)
+    for j, vj in enumerate(_neighbours(x3)):
+        y += alpha[:, torch.arange(x3.shape[1]) % cw, j] * vj
+    return y
+
+
+def _patchwise_formula(m, x):
+    """Eq. (4)-(5) with loops: alpha(x_R(i)) = gamma(delta(x_R(i))), y_i = sum_j alpha_j * beta(x_j)."""
+    x1, x2, x3 = m.conv1(x), m.conv2(x), m.conv3(x)
+    n1, n2 = _neighbours(x1), _neighbours(x2)
+    if m.relation == "star":
+        delta = torch.stack([(x1 * xj).sum(1) for xj in n2], 1)
+    elif m.relation == "clique":
+        delta = torch.stack([(a * b).sum(1) for a in n1 for b in n2], 1)
+    else:
+        delta = torch.cat([x1] + [xj[:, r:r + 1] for r in range(x1.shape[1]) for xj in n2], 1)
+    alpha = m.conv_w(delta)                                  # (N, Cw*K*K, H, W)
+    cw = alpha.shape[1] // (K * K)
+    alpha = alpha.view(N, cw, K * K, H, W)
+    y = torch.zeros_like(x3)
+    for j, vj in enumerate(_neighbours(x3)):
+        y += alpha[:, torch.arange(x3.shape[1]) % cw, j] * vj
+    return y
+
+
+CASES = [(PairwiseAttention, r, _pairwise_formula) for r in PAIRWISE_RELATIONS] + \
+        [(PatchwiseAttention, r, _patchwise_formula) for r in PATCHWISE_RELATIONS]
+IDS = [f"{c.__name__}-{r}" for c, r, _ in CASES]
+
+
+@pytest.mark.parametrize("cls, relation, formula", CASES, ids=IDS)
+def test_relation_against_formula_and_backends(cls, relation, formula):
+    m = _module(cls, relation)
+    x = _x()
+    want = formula(m, x)
+    for backend in ["torch", "cpu"]:
+        got = set_backend(m, backend)(x)
+        assert got.shape == (N, 8, H, W)
+        torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("cls, relation, formula", CASES, ids=IDS)
+def test_relation_gradcheck(cls, relation, formula):
+    m = set_backend(_module(cls, relation), "cpu")
+    x = _x(1).requires_grad_()
+    assert torch.autograd.gradcheck(m, (x,))
+
+
+def test_pairwise_without_position_and_with_stride():
+    m = _module(PairwiseAttention, "subtraction", position_encoding=False)
+    assert not hasattr(m, "conv_p")
+    torch.testing.assert_close(m(_x()), _pairwise_formula(m, _x()))
+    strided = _module(PairwiseAttention, "subtraction", stride=2)
+    assert strided(_x()).shape == (N, 8, 3, 3)
+
+
+def test_pairwise_weights_sum_to_one_patchwise_do_not():
+    """Pairwise weights are softmax-normalised over the footprint; patchwise weights are not."""
+    captured = {}
+    for cls, rel in [(PairwiseAttention, "subtraction"), (PatchwiseAttention, "concatenation")]:
+        m = _module(cls, rel)
+        m.aggregation.register_forward_hook(lambda mod, i, o, name=cls.__name__: captured.update({name: i[1]}))
+        m(_x())
+    torch.testing.assert_close(captured["PairwiseAttention"].sum(2), torch.ones(N, 2, H * W, dtype=torch.float64))
+    assert not torch.allclose(captured["PatchwiseAttention"].sum(2), torch.ones(N, 2, H * W, dtype=torch.float64))
+
+
+def test_cuda_backend_on_a_tiny_case():
+    device = cuda_test_device()
+    m = _module(PairwiseAttention, "subtraction").to(device)
+    x = torch.randn(1, C, 4, 4, dtype=torch.float64, device=device)
+    want = set_backend(m, "torch")(x)
+    torch.testing.assert_close(set_backend(m, "cuda")(x), want)
+
+
+def test_san_block_is_residual():
+    block = SANBlock(32, "pairwise", kernel_size=3, share_planes=4).double().eval()
+    x = torch.randn(2, 32, 6, 6, dtype=torch.float64)
+    with torch.no_grad():
+        block.conv.weight.zero_()
+        block.conv.bias.zero_()
+    torch.testing.assert_close(block(x), x)     # zero residual branch: the identity
+    assert block.sam.conv1.out_channels == 2 and block.sam.conv3.out_channels == 8
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda: PairwiseAttention(8, 2, 8, relation="division"), r"relation must be one of \('summation'"),
+    (lambda: PatchwiseAttention(8, 2, 8, relation="subtraction"), r"relation must be one of \('star', 'clique', 'concatenation'\) for patchwise"),
+    (lambda: PairwiseAttention(8, 2, 8, kernel_size=4), r"kernel_size must be an odd positive int"),
+    (lambda: PatchwiseAttention(8, 2, 8, kernel_size=0), r"kernel_size must be an odd positive int"),
+    (lambda: PairwiseAttention(8, 2, 12, share_planes=8), r"share_planes=8 must divide the value width out_planes=12"),
+    (lambda: SANBlock(32, "axial"), r"attention must be one of \('pairwise', 'patchwise'\)"),
+    (lambda: SANBlock(8), r"planes=8 is too narrow"),
+    (lambda: set_backend(SANBlock(32, share_planes=4), "cupy"), r"backend must be one of"),
+])
+def test_bad_configuration(make, message):
+    with pytest.raises(ValueError, match=message):
+        make()
