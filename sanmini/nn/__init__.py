@@ -1,5 +1,6 @@
 """Self-attention layers of Zhao et al., CVPR 2020: pairwise and patchwise attention, the SAN block."""
 from .block import SANBlock
+from .convolution import FixedAggregation
 from .gamma import gamma
 from .operators import Aggregation, Subtraction, Subtraction2, Unfold, same_padding, set_backend
 from .pairwise import RELATIONS as PAIRWISE_RELATIONS
@@ -8,6 +9,6 @@ from .patchwise import RELATIONS as PATCHWISE_RELATIONS
 from .patchwise import PatchwiseAttention
 from .position import position_grid
 
-__all__ = ["PairwiseAttention", "PatchwiseAttention", "SANBlock", "PAIRWISE_RELATIONS",
+__all__ = ["PairwiseAttention", "PatchwiseAttention", "SANBlock", "FixedAggregation", "PAIRWISE_RELATIONS",
            "PATCHWISE_RELATIONS", "Aggregation", "Subtraction", "Subtraction2", "Unfold", "gamma",
            "position_grid", "same_padding", "set_backend"]

@@ -60,11 +60,10 @@ def aggregation_weight_grad(x, grad_y, grad_w, K, stride, padding, dilation, ref
 def subtraction_forward(x1, x2, y, K, stride, padding, dilation, reflect, acc):
     """x1, x2 (N, C, H, W) -> y (N, C, K*K, Ho, Wo)."""
     N, C, KK, Ho, Wo = y.shape
-    for row in prange(N * C * KK * Ho):
-        n, c, j, ho = row // (C * KK * Ho), (row // (KK * Ho)) % C, (row // Ho) % KK, row % Ho
+    for row in prange(N * C * Ho):
+        n, c, ho = row // (C * Ho), (row // Ho) % C, row % Ho
         for wo in range(Wo):
-            y[n, c, j, ho, wo] = subtraction_at(x1, x2, n, c, j // K, j % K, ho, wo, K, stride,
-                                                padding, dilation, reflect, acc)
+            subtraction_at(x1, x2, y, n, c, ho, wo, K, stride, padding, dilation, reflect, acc)
 
 
 @numba.njit(parallel=True)

@@ -67,14 +67,12 @@ def aggregation_weight_grad(x, grad_y, grad_w, K, stride, padding, dilation, ref
 
 @cuda.jit
 def subtraction_forward(x1, x2, y, K, stride, padding, dilation, reflect, acc):
-    """x1, x2 (N, C, H, W) -> y (N, C, K*K, Ho, Wo)."""
+    """x1, x2 (N, C, H, W) -> y (N, C, K*K, Ho, Wo); one thread per output position (n, c, ho, wo)."""
     N, C, KK, Ho, Wo = y.shape
     i = cuda.grid(1)
-    if i < N * C * KK * Ho * Wo:
-        n, c, j = i // (C * KK * Ho * Wo), (i // (KK * Ho * Wo)) % C, (i // (Ho * Wo)) % KK
-        ho, wo = (i // Wo) % Ho, i % Wo
-        y[n, c, j, ho, wo] = subtraction_at(x1, x2, n, c, j // K, j % K, ho, wo, K, stride,
-                                            padding, dilation, reflect, acc)
+    if i < N * C * Ho * Wo:
+        n, c, ho, wo = i // (C * Ho * Wo), (i // (Ho * Wo)) % C, (i // Wo) % Ho, i % Wo
+        subtraction_at(x1, x2, y, n, c, ho, wo, K, stride, padding, dilation, reflect, acc)
 
 
 @cuda.jit

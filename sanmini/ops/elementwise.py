@@ -54,6 +54,8 @@ def build(compile_fn) -> SimpleNamespace:
     def output_of_tap(i, k, stride, padding, dilation, out_size):
         """The output o whose tap k reads padded coordinate i, or -1 if there is none."""
         t = i + padding - k * dilation
+        if stride == 1:   # no division: the common case, and the hot loop of the backward pass
+            return t if 0 <= t and t < out_size else -1
         if t < 0 or t % stride != 0:
             return -1
         o = t // stride
@@ -118,18 +120,22 @@ def build(compile_fn) -> SimpleNamespace:
         return acc
 
     @compile_fn
-    def subtraction_at(x1, x2, n, c, ki, kj, ho, wo, K, stride, padding, dilation, reflect, acc):
-        """y[n, c, j, ho, wo] = x1[n, c, centre(ho, wo)] - x2[n, c, window_j(ho, wo)]."""
+    def subtraction_at(x1, x2, y, n, c, ho, wo, K, stride, padding, dilation, reflect, zero):
+        """y[n, c, j, ho, wo] = x1[n, c, centre(ho, wo)] - x2[n, c, window_j(ho, wo)] for every j."""
         mid = (K - 1) // 2
         hc = source(ho * stride - padding + mid * dilation, x1.shape[2], reflect)
         wc = source(wo * stride - padding + mid * dilation, x1.shape[3], reflect)
+        centre = zero
         if hc >= 0 and wc >= 0:
-            acc += x1[n, c, hc, wc]
-        hi = source(ho * stride - padding + ki * dilation, x2.shape[2], reflect)
-        wi = source(wo * stride - padding + kj * dilation, x2.shape[3], reflect)
-        if hi >= 0 and wi >= 0:
-            acc -= x2[n, c, hi, wi]
-        return acc
+            centre += x1[n, c, hc, wc]
+        for ki in range(K):
+            hi = source(ho * stride - padding + ki * dilation, x2.shape[2], reflect)
+            for kj in range(K):
+                wi = source(wo * stride - padding + kj * dilation, x2.shape[3], reflect)
+                if hi >= 0 and wi >= 0:
+                    y[n, c, ki * K + kj, ho, wo] = centre - x2[n, c, hi, wi]
+                else:
+                    y[n, c, ki * K + kj, ho, wo] = centre
 
     @compile_fn
     def centre_gather_at(grad, n, c, h, w, height, width, K, stride, padding, dilation, reflect,

@@ -73,7 +73,7 @@ class KernelBackend:
         out_dtype = x1.dtype
         x1, x2 = self._prepare(x1, x2)
         y = x1.new_empty(x1.shape[0], x1.shape[1], win.taps, win.out_height * win.out_width)
-        self.launch(self.kernels.subtraction_forward, y.numel(),
+        self.launch(self.kernels.subtraction_forward, y.numel() // win.taps,
                     (x1, x2, self._columns(y, win)), self._scalars(win, x1.dtype))
         return y.to(out_dtype)
 
