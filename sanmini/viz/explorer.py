@@ -1,0 +1,254 @@
+"""The attention explorer: pick a pixel of an image and see the weights alpha over its footprint.
+
+:class:`AttentionExplorer` holds an image and, for one or more models ("variants"), the weights
+(Cw, K*K, H, W) their aggregation used at every pixel. It shows them two ways:
+
+* as self-contained HTML: the weights are embedded in the page and the interaction (hover or click a
+  pixel, choose a model) is the page's own JavaScript, with no kernel and no script from elsewhere,
+  so it works in the published book as in Jupyter and Colab;
+* as live ipywidgets (:meth:`AttentionExplorer.widget`: sliders for the pixel, a model dropdown) in a
+  running kernel.
+
+In the page the box on the image is the footprint R(i) of the chosen pixel i, tinted by the weights;
+beside it are the footprint enlarged and, per weight channel group, |alpha| over the footprint
+(each normalised to its largest value); a convolution variant, if given as ``reference``, is drawn next to
+them for comparison: its weights are the same at every pixel.
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import html
+import json
+import os
+
+import numpy as np
+import torch
+
+STATIC_ENV = "SANMINI_STATIC_HTML"   # set by `make book`: no live widgets in the published page
+
+
+def _as_image(image) -> np.ndarray:
+    """(3, H, W) or (H, W, 3) or (H, W), floats in [0, 1] or uint8 -> (H, W, 3) uint8."""
+    img = image.detach().cpu().numpy() if isinstance(image, torch.Tensor) else np.asarray(image)
+    if img.ndim == 3 and img.shape[0] in (1, 3) and img.shape[-1] not in (1, 3):
+        img = img.transpose(1, 2, 0)
+    if img.ndim == 2:
+        img = img[..., None]
+    if img.shape[-1] == 1:
+        img = np.repeat(img, 3, axis=-1)
+    if img.dtype != np.uint8:
+        img = np.clip(np.round(img * 255), 0, 255).astype(np.uint8)
+    return img
+
+
+def _b64(a: np.ndarray) -> str:
+    return base64.b64encode(np.ascontiguousarray(a, dtype=np.uint8).tobytes()).decode("ascii")
+
+
+class AttentionExplorer:
+    """An image and, per named variant, the aggregation weights at each of its pixels.
+
+    Args:
+        image: (3, H, W) or (H, W, 3) in [0, 1] (or uint8): the picture the weights belong to,
+            at the resolution of the weights.
+        variants: name -> weights (Cw, K*K, H, W), e.g. ``aggregation_weights(model, x, layer)[0]``.
+            K may differ between variants.
+        reference: the name of a variant drawn beside the chosen one (e.g. a convolution).
+        scale: screen pixels per image pixel.
+    """
+
+    def __init__(self, image, variants: dict, reference: str | None = None, scale: int = 8,
+                 caption: str = ""):
+        self.image = _as_image(image)
+        height, width = self.image.shape[:2]
+        if not variants:
+            raise ValueError("variants must name at least one set of weights")
+        self.variants = {}
+        for name, w in variants.items():
+            w = w.detach().cpu().float().numpy() if isinstance(w, torch.Tensor) else np.asarray(w, np.float32)
+            k = int(round(np.sqrt(w.shape[1]))) if w.ndim == 4 else 0
+            if w.ndim != 4 or k * k != w.shape[1] or w.shape[2:] != (height, width):
+                raise ValueError(f"variants[{name!r}] must have shape (Cw, K*K, {height}, {width}) "
+                                 f"to match the image, got {tuple(w.shape)}")
+            self.variants[name] = w
+        if reference is not None and reference not in self.variants:
+            raise ValueError(f"reference must be one of {list(self.variants)}, got {reference!r}")
+        self.reference, self.scale, self.caption = reference, scale, caption
+
+    @property
+    def names(self) -> list[str]:
+        return list(self.variants)
+
+    def footprint(self, name: str, row: int, col: int) -> np.ndarray:
+        """(Cw, K, K): the weights of variant ``name`` over the footprint of pixel (row, col)."""
+        w = self.variants[name]
+        k = int(round(np.sqrt(w.shape[1])))
+        return w[:, :, row, col].reshape(w.shape[0], k, k)
+
+    # --- the page: HTML + JavaScript, no kernel -----------------------------------------------
+
+    def _data(self) -> dict:
+        height, width = self.image.shape[:2]
+        variants = []
+        for name, w in self.variants.items():
+            magnitude = np.abs(w)        # a convolution's kernel may be negative where beta is
+            peak = np.maximum(magnitude.max(axis=1, keepdims=True), 1e-12)
+            levels = np.round(255 * magnitude / peak)                   # per footprint, 0..255
+            variants.append({"name": name, "k": int(round(np.sqrt(w.shape[1]))),
+                             "groups": int(w.shape[0]),
+                             "weights": _b64(levels.reshape(w.shape[0], w.shape[1], -1))})
+        return {"height": height, "width": width, "scale": self.scale, "image": _b64(self.image),
+                "variants": variants, "reference": self.names.index(self.reference)
+                if self.reference else -1}
+
+    def to_html(self) -> str:
+        data = json.dumps(self._data(), separators=(",", ":"))
+        uid = "sx-" + hashlib.sha1(data.encode()).hexdigest()[:10]
+        caption = f'<p class="sx-caption">{html.escape(self.caption)}</p>' if self.caption else ""
+        return (_TEMPLATE.replace("__ID__", uid).replace("__CAPTION__", caption)
+                .replace("__DATA__", data.replace("</", "<\\/")).replace("__SCRIPT__", _SCRIPT))
+
+    def _repr_html_(self) -> str:
+        return self.to_html()
+
+    # --- a running kernel: ipywidgets ----------------------------------------------------------
+
+    def widget(self):
+        """Live controls (model dropdown, row and column sliders) and a matplotlib view."""
+        import ipywidgets as widgets
+        import matplotlib.pyplot as plt
+        from matplotlib.patches import Rectangle
+
+        height, width = self.image.shape[:2]
+        choose = widgets.Dropdown(options=self.names, description="model")
+        row = widgets.IntSlider(value=height // 2, min=0, max=height - 1, description="row")
+        col = widgets.IntSlider(value=width // 2, min=0, max=width - 1, description="column")
+        out = widgets.Output()
+
+        def draw(*_):
+            shown = [choose.value] + ([self.reference] if self.reference and self.reference != choose.value else [])
+            panels = [(name, g) for name in shown for g in range(self.variants[name].shape[0])]
+            with out:
+                out.clear_output(wait=True)
+                fig, axes = plt.subplots(1, 1 + len(panels), figsize=(2.6 * (1 + len(panels)), 2.8))
+                axes[0].imshow(self.image)
+                k = int(round(np.sqrt(self.variants[choose.value].shape[1])))
+                axes[0].add_patch(Rectangle((col.value - k // 2 - 0.5, row.value - k // 2 - 0.5), k, k,
+                                            fill=False, color="red"))
+                axes[0].set_title(f"pixel ({row.value}, {col.value})")
+                for ax, (name, g) in zip(axes[1:], panels):
+                    ax.imshow(self.footprint(name, row.value, col.value)[g], cmap="magma")
+                    ax.set_title(f"{name}\ngroup {g}", fontsize=9)
+                for ax in axes:
+                    ax.set_xticks([])
+                    ax.set_yticks([])
+                plt.show()
+
+        for control in (choose, row, col):
+            control.observe(draw, names="value")
+        draw()
+        return widgets.VBox([widgets.HBox([choose, row, col]), out])
+
+    def show(self):
+        """Display the page explorer, and in a live kernel (not the book build) the widgets too."""
+        from IPython.display import display
+
+        display(self)
+        if not os.environ.get(STATIC_ENV):
+            display(self.widget())
+
+
+_TEMPLATE = """<div class="sanmini-explorer" id="__ID__" data-pixel="" data-variant="">
+<style>
+#__ID__ {font-family: sans-serif; font-size: 13px; margin: 0.5em 0 1em 0;}
+#__ID__ .sx-controls {margin-bottom: 6px;}
+#__ID__ .sx-readout {margin-left: 1em; color: #444;}
+#__ID__ .sx-body {display: flex; flex-wrap: wrap; gap: 14px; align-items: flex-start;}
+#__ID__ .sx-panel {display: flex; flex-direction: column; align-items: center; gap: 3px;}
+#__ID__ canvas {image-rendering: pixelated; border: 1px solid #ccc;}
+#__ID__ canvas.sx-image {cursor: crosshair;}
+#__ID__ .sx-label {font-size: 12px; color: #333; text-align: center; max-width: 170px;}
+#__ID__ .sx-caption {font-size: 12px; color: #555; margin: 4px 0 0 0;}
+</style>
+<div class="sx-controls"><label>model <select class="sx-variant"></select></label>
+<span class="sx-readout">hover over or click a pixel</span></div>
+<div class="sx-body">
+<div class="sx-panel"><canvas class="sx-image"></canvas><span class="sx-label">image: the box is the footprint R(i)</span></div>
+<div class="sx-panel"><canvas class="sx-patch"></canvas><span class="sx-label">the footprint, enlarged</span></div>
+<div class="sx-groups" style="display:flex;gap:14px;flex-wrap:wrap"></div>
+</div>
+__CAPTION__
+<script type="application/json" class="sx-data">__DATA__</script>
+<script>(function(){var root=document.getElementById("__ID__");__SCRIPT__})();</script>
+</div>"""
+
+# The page's own JavaScript: decodes the embedded weights and redraws on hover and click.
+_SCRIPT = r"""
+var D = JSON.parse(root.querySelector(".sx-data").textContent);
+function bytes(s) { var b = atob(s), a = new Uint8Array(b.length); for (var i = 0; i < b.length; i++) a[i] = b.charCodeAt(i); return a; }
+var H = D.height, W = D.width, S = D.scale, img = bytes(D.image);
+D.variants.forEach(function (v) { v.w = bytes(v.weights); });
+var STOPS = [[0, 0, 4], [81, 18, 124], [183, 55, 121], [252, 137, 97], [252, 253, 191]];
+function colour(t) {
+  var x = Math.min(Math.max(t, 0), 1) * (STOPS.length - 1), i = Math.min(Math.floor(x), STOPS.length - 2), f = x - i;
+  return "rgb(" + [0, 1, 2].map(function (c) { return Math.round(STOPS[i][c] + f * (STOPS[i + 1][c] - STOPS[i][c])); }).join(",") + ")";
+}
+var base = document.createElement("canvas"); base.width = W; base.height = H;
+var bctx = base.getContext("2d"), data = bctx.createImageData(W, H);
+for (var p = 0; p < W * H; p++) { for (var c = 0; c < 3; c++) data.data[4 * p + c] = img[3 * p + c]; data.data[4 * p + 3] = 255; }
+bctx.putImageData(data, 0, 0);
+var canvas = root.querySelector(".sx-image"), ctx = canvas.getContext("2d");
+canvas.width = W * S; canvas.height = H * S;
+var select = root.querySelector(".sx-variant");
+D.variants.forEach(function (v, i) { var o = document.createElement("option"); o.value = i; o.textContent = v.name; select.appendChild(o); });
+var state = {variant: 0, row: Math.floor(H / 2), col: Math.floor(W / 2)};
+function weight(v, g, j, row, col) { var kk = v.k * v.k; return v.w[(g * kk + j) * H * W + row * W + col] / 255; }
+function reflect(i, n) { return i < 0 ? -i : (i >= n ? 2 * (n - 1) - i : i); }
+function grid(cv, k, cell, fill) {
+  cv.width = k * cell; cv.height = k * cell; var c2 = cv.getContext("2d");
+  for (var a = 0; a < k; a++) for (var b = 0; b < k; b++) { c2.fillStyle = fill(a, b); c2.fillRect(b * cell, a * cell, cell, cell); }
+  return c2;
+}
+function panel(container, title, k, fill) {
+  var div = document.createElement("div"); div.className = "sx-panel";
+  var cv = document.createElement("canvas"); grid(cv, k, Math.max(12, Math.floor(120 / k)), fill);
+  var label = document.createElement("span"); label.className = "sx-label"; label.textContent = title;
+  div.appendChild(cv); div.appendChild(label); container.appendChild(div);
+}
+function draw() {
+  var v = D.variants[state.variant], k = v.k, h = Math.floor(k / 2), r = state.row, c = state.col;
+  ctx.imageSmoothingEnabled = false; ctx.drawImage(base, 0, 0, W * S, H * S);
+  for (var a = 0; a < k; a++) for (var b = 0; b < k; b++) {
+    var rr = r - h + a, cc = c - h + b; if (rr < 0 || cc < 0 || rr >= H || cc >= W) continue;
+    var m = 0; for (var g = 0; g < v.groups; g++) m += weight(v, g, a * k + b, r, c) / v.groups;
+    ctx.fillStyle = "rgba(255,40,40," + (0.6 * m).toFixed(3) + ")"; ctx.fillRect(cc * S, rr * S, S, S);
+  }
+  ctx.strokeStyle = "#ff2828"; ctx.lineWidth = 2; ctx.strokeRect((c - h) * S, (r - h) * S, k * S, k * S);
+  ctx.strokeStyle = "#ffffff"; ctx.lineWidth = 1; ctx.strokeRect(c * S, r * S, S, S);
+  grid(root.querySelector(".sx-patch"), k, Math.max(12, Math.floor(120 / k)), function (a, b) {
+    var q = 3 * (reflect(r - h + a, H) * W + reflect(c - h + b, W));
+    return "rgb(" + img[q] + "," + img[q + 1] + "," + img[q + 2] + ")";
+  });
+  var groups = root.querySelector(".sx-groups"); groups.innerHTML = "";
+  var shown = [state.variant]; if (D.reference >= 0 && D.reference !== state.variant) shown.push(D.reference);
+  shown.forEach(function (vi) {
+    var u = D.variants[vi];
+    for (var g = 0; g < u.groups; g++) (function (g) {
+      panel(groups, u.name + ": |alpha|, group " + g, u.k, function (a, b) { return colour(weight(u, g, a * u.k + b, r, c)); });
+    })(g);
+  });
+  var first = []; for (var j = 0; j < k * k; j++) first.push(weight(v, 0, j, r, c).toFixed(3));
+  root.dataset.pixel = r + "," + c; root.dataset.variant = v.name; root.dataset.footprint = first.join(",");
+  root.querySelector(".sx-readout").textContent = "pixel (row " + r + ", column " + c + ") of " + v.name;
+}
+function pick(ev) {
+  var box = canvas.getBoundingClientRect();
+  var col = Math.floor((ev.clientX - box.left) / box.width * W), row = Math.floor((ev.clientY - box.top) / box.height * H);
+  if (row < 0 || col < 0 || row >= H || col >= W) return;
+  if (row !== state.row || col !== state.col) { state.row = row; state.col = col; draw(); }
+}
+canvas.addEventListener("mousemove", pick); canvas.addEventListener("click", pick);
+select.addEventListener("change", function () { state.variant = +select.value; draw(); });
+draw();
+"""

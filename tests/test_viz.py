@@ -1,0 +1,78 @@
+"""sanmini.viz: reading weights out of layers, and the attention explorer's data and page."""
+import json
+import re
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from sanmini.nn import FixedAggregation, PairwiseAttention, PatchwiseAttention
+from sanmini.viz import AttentionExplorer, aggregation_weights, weight_variation
+
+
+def test_weights_of_pairwise_layer_are_its_softmax():
+    layer = PairwiseAttention(8, 2, 8, share_planes=4, kernel_size=3).eval()
+    x = torch.randn(1, 8, 6, 5)
+    w = aggregation_weights(layer, x)
+    assert w.shape == (1, 2, 9, 6, 5)
+    torch.testing.assert_close(w.sum(dim=2), torch.ones(1, 2, 6, 5))
+    # The weights really are the ones the layer used: re-aggregating gives its output.
+    value = F.pad(layer.conv3(x), (1, 1, 1, 1), mode="reflect").unfold(2, 3, 1).unfold(3, 3, 1)
+    value = value.reshape(1, 8, 6, 5, 9).permute(0, 1, 4, 2, 3)          # (N, C, K*K, H, W)
+    y = (w[:, torch.arange(8) % 2] * value).sum(dim=2)
+    torch.testing.assert_close(y, layer(x).detach(), rtol=1e-5, atol=1e-5)
+
+
+def test_weights_of_a_convolution_do_not_vary():
+    conv = FixedAggregation(4, 8, share_planes=4, kernel_size=3)
+    w = aggregation_weights(conv, torch.randn(2, 4, 5, 5))
+    torch.testing.assert_close(w, conv.kernel.detach()[None, :, :, None, None].expand_as(w))
+    assert weight_variation(w[0]) == 0
+    patch = PatchwiseAttention(4, 2, 8, share_planes=4, kernel_size=3)
+    assert weight_variation(aggregation_weights(patch, torch.randn(1, 4, 6, 6))[0]) > 0
+
+
+def test_weights_by_layer_name_in_a_model():
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 1), PairwiseAttention(8, 2, 8, share_planes=4, kernel_size=3))
+    assert aggregation_weights(model, torch.randn(1, 3, 5, 5), "1").shape == (1, 2, 9, 5, 5)
+    with pytest.raises(ValueError, match="has no aggregation"):
+        aggregation_weights(model, torch.randn(1, 3, 5, 5), "0")
+
+
+def _explorer():
+    gen = torch.Generator().manual_seed(0)
+    image = torch.rand(3, 6, 5, generator=gen)
+    variants = {"attention": torch.rand(2, 9, 6, 5, generator=gen),
+                "conv": torch.rand(1, 25, 1, 1, generator=gen).expand(1, 25, 6, 5)}
+    return AttentionExplorer(image, variants, reference="conv", caption="a <test>")
+
+
+def test_explorer_page_is_self_contained_and_carries_the_weights():
+    ex = _explorer()
+    page = ex.to_html()
+    assert "<script src" not in page and "http" not in page          # nothing loaded from elsewhere
+    assert "a &lt;test&gt;" in page
+    data = json.loads(re.search(r'<script type="application/json" class="sx-data">(.*?)</script>', page, re.S).group(1))
+    assert (data["height"], data["width"], data["reference"]) == (6, 5, 1)
+    first = data["variants"][0]
+    assert (first["name"], first["k"], first["groups"]) == ("attention", 3, 2)
+    levels = np.frombuffer(__import__("base64").b64decode(first["weights"]), np.uint8).reshape(2, 9, 30)
+    w = np.abs(ex.variants["attention"].reshape(2, 9, 30))
+    np.testing.assert_allclose(levels / 255, w / w.max(axis=1, keepdims=True), atol=1 / 255)
+    assert page == ex.to_html()                                       # deterministic, so is its id
+
+
+def test_explorer_footprint_and_errors():
+    ex = _explorer()
+    np.testing.assert_array_equal(ex.footprint("attention", 4, 3)[1], ex.variants["attention"][1, :, 4, 3].reshape(3, 3))
+    with pytest.raises(ValueError, match=r"variants\['bad'\] must have shape \(Cw, K\*K, 6, 5\)"):
+        AttentionExplorer(torch.rand(3, 6, 5), {"bad": torch.rand(2, 8, 6, 5)})
+    with pytest.raises(ValueError, match="reference must be one of"):
+        AttentionExplorer(torch.rand(3, 6, 5), {"a": torch.rand(1, 9, 6, 5)}, reference="b")
+
+
+def test_live_widget_builds():
+    box = _explorer().widget()
+    dropdown = box.children[0].children[0]
+    assert list(dropdown.options) == ["attention", "conv"]
