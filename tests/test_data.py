@@ -110,6 +110,12 @@ def test_transforms_against_pil(tmp_path):
     torch.testing.assert_close(image, expected, atol=1e-5, rtol=0)
     train_image, _ = image_folder(tmp_path, "train", train_transform(24))[0]
     assert train_image.shape == (3, 24, 24)
+    # Training crops of the whole area, unflipped, of a square image: the image resized.
+    square = Image.fromarray(smooth[:, :48])
+    whole = train_transform(24, min_scale=1.0, flip=False)(square)
+    expected = np.asarray(square.resize((24, 24), Image.BILINEAR)) / 255.0
+    torch.testing.assert_close(whole, (torch.from_numpy(expected).permute(2, 0, 1).float() - MEAN) / STD,
+                               atol=1e-5, rtol=0)
 
 
 # --- small datasets -------------------------------------------------------------------------
@@ -258,3 +264,18 @@ def test_download_refuses_archive_members_outside_the_folder(tmp_path):
     with pytest.raises(tarfile.OutsideDestinationError):
         download_imagenette(tmp_path / "data", url=archive.as_uri(), md5=md5, progress=False)
     assert not (tmp_path / "outside.JPEG").exists()
+
+
+def test_command_line_writes_the_photo_crops_as_a_folder(tmp_path):
+    from sanmini.data.__main__ import main
+
+    folder = main(["photos", str(tmp_path / "photos"), "--image-size", "32", "--crops-per-photo", "2"])
+    classes = check_image_folder(folder)
+    assert classes == sorted(photo_crops("train", crops_per_photo=1).classes)
+    for split in ("train", "val"):
+        crops = photo_crops(split, crop_size=32, crops_per_photo=2, normalize=False)
+        read = image_folder(folder, split)
+        assert len(read) == len(crops) == 12
+        (index,) = [i for i, (path, _) in enumerate(read.samples) if path.endswith("chelsea/00001.png")]
+        pixels = torch.from_numpy(np.array(read[index][0])).permute(2, 0, 1) / 255.0
+        assert (pixels - crops[crops.classes.index("chelsea") * 2 + 1][0]).abs().max() <= 0.5 / 255 + 1e-6

@@ -157,6 +157,7 @@ def test_defaults_are_the_paper_recipe():
     assert (config.label_smoothing, config.smoothing_style, config.warmup_epochs) == (0.1, "reference", 0)
     assert config.decay_norm_and_bias and not config.schedule_per_step and not config.amp
     assert config.image_size == 224 and eval_resize(config.image_size) == 256
+    assert config.crop_min_scale == 0.08 and config.flip                  # RandomResizedCrop, flips
     assert config.lr_scaling == "linear" and config.out_dir == Path("runs/san10_pairwise")
 
 

@@ -86,14 +86,14 @@ def read_image(path: str) -> Image.Image:
         raise ValueError(f"cannot read the image {path}: {err}") from err
 
 
-def train_transform(image_size: int = 224) -> transforms.Compose:
-    """PIL image -> (3, image_size, image_size) float tensor: random resized crop, flip, normalise."""
-    return transforms.Compose([
-        transforms.RandomResizedCrop(image_size),
-        transforms.RandomHorizontalFlip(),
-        transforms.ToTensor(),
-        transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD),
-    ])
+def train_transform(image_size: int = 224, min_scale: float = 0.08, flip: bool = True) -> transforms.Compose:
+    """PIL image -> (3, image_size, image_size) float tensor: a random crop of ``min_scale`` to all
+    of the image's area (aspect 3/4 to 4/3) resized to ``image_size``, a random horizontal flip,
+    normalisation. The defaults are ImageNet's; digits, say, want a larger ``min_scale``, no flip."""
+    steps = [transforms.RandomResizedCrop(image_size, scale=(min_scale, 1.0))]
+    if flip:
+        steps.append(transforms.RandomHorizontalFlip())
+    return transforms.Compose(steps + [transforms.ToTensor(), transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
 
 
 def eval_resize(image_size: int) -> int:

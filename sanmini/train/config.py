@@ -54,6 +54,9 @@ class TrainConfig:
     schedule_per_step: bool = field(default=False, metadata=dict(
         help="step the cosine schedule every iteration instead of every epoch (the reference)"))
     image_size: int = field(default=224, metadata=dict(help="training crop and evaluation crop side"))
+    crop_min_scale: float = field(default=0.08, metadata=dict(
+        help="smallest area fraction of a training crop (RandomResizedCrop's scale)"))
+    flip: bool = field(default=True, metadata=dict(help="random horizontal flips in training"))
     val_resize: int | None = field(default=None, metadata=dict(
         help="short side before the evaluation centre crop (default image_size * 256 / 224)"))
     val_batch_size: int | None = field(default=None, metadata=dict(
@@ -61,6 +64,9 @@ class TrainConfig:
     drop_last: bool = field(default=False, metadata=dict(
         help="drop each epoch's last incomplete training batch (the reference keeps it)"))
     workers: int = field(default=4, metadata=dict(help="data-loading processes per training process"))
+    threads: int | None = field(default=None, metadata=dict(
+        help="torch threads per process (torch.set_num_threads); default: torch's choice, "
+             "which torchrun makes 1 through OMP_NUM_THREADS"))
     device: str = field(default="auto", metadata=dict(
         choices=("auto", "cpu", "cuda"), help="auto: cuda if available, else cpu"))
     amp: bool = field(default=False, metadata=dict(help="mixed precision through torch.autocast"))
@@ -103,8 +109,8 @@ class TrainConfig:
 # Fields that change what a run computes: a resumed run must have the same ones.
 RECIPE_FIELDS = ("model", "model_args", "num_classes", "epochs", "batch_size", "lr", "lr_scaling",
                  "momentum", "weight_decay", "decay_norm_and_bias", "label_smoothing",
-                 "smoothing_style", "warmup_epochs", "schedule_per_step", "image_size", "drop_last",
-                 "seed")
+                 "smoothing_style", "warmup_epochs", "schedule_per_step", "image_size", "crop_min_scale",
+                 "flip", "drop_last", "seed")
 
 FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
 
@@ -262,7 +268,8 @@ def check_config(config: TrainConfig) -> None:
     if config.data is None:
         raise ValueError("no data folder: give DATA (the folder with train/ and val/) as the "
                          "first argument, or data: in the --config file")
-    positive = ("epochs", "batch_size", "image_size", "num_classes", "val_batch_size", "val_resize")
+    positive = ("epochs", "batch_size", "image_size", "num_classes", "val_batch_size", "val_resize",
+                "threads")
     for name in positive:
         value = getattr(config, name)
         if value is not None and value < 1:
@@ -272,6 +279,8 @@ def check_config(config: TrainConfig) -> None:
             raise ValueError(f"{_flag(name)} must not be negative, got {getattr(config, name)}")
     if config.lr == 0:
         raise ValueError("--lr must be positive, got 0")
+    if not 0 < config.crop_min_scale <= 1:
+        raise ValueError(f"--crop-min-scale must be in (0, 1], got {config.crop_min_scale}")
     if not 0 <= config.label_smoothing < 1:
         raise ValueError(f"--label-smoothing must be in [0, 1), got {config.label_smoothing}")
     if config.warmup_epochs >= config.epochs:

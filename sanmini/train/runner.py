@@ -38,6 +38,8 @@ def main(argv=None) -> dict:
 
 def run(config: TrainConfig) -> dict:
     """Join the processes (if under torchrun), then train, or evaluate ``--weights``."""
+    if config.threads:
+        torch.set_num_threads(config.threads)
     world = setup(config.device)
     try:
         return evaluate_weights(config, world) if config.evaluate else train(config, world)
@@ -118,7 +120,8 @@ def train(config: TrainConfig, world: World) -> dict:
         torch.backends.cudnn.benchmark = True
 
     # The data: each process a disjoint share of the shuffled training images, and of val.
-    train_set = image_folder(config.data, "train", train_transform(config.image_size))
+    train_set = image_folder(config.data, "train",
+                             train_transform(config.image_size, config.crop_min_scale, config.flip))
     val_set = image_folder(config.data, "val", eval_transform(config.image_size, config.val_resize))
     sampler = DistributedSampler(train_set, num_replicas=world.size, rank=world.rank, shuffle=True,
                                  seed=config.seed)
@@ -172,15 +175,17 @@ def train(config: TrainConfig, world: World) -> dict:
         improved = val_stats["top1"] > best["top1"]
         if improved:
             best = {"top1": val_stats["top1"], "top5": val_stats["top5"], "epoch": epoch + 1}
-        if world.is_main:   # the log row first: a run killed before the checkpoint redoes the epoch
+        if world.is_main:
+            # last.pt last: a run killed before it is replaced redoes this epoch, exactly, and
+            # rewrites the log row and best.pt it had written.
             log.write(row)
             state = {"state_dict": model.state_dict(), "optimizer": optimizer.state_dict(),
                      "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
                      "epoch": epoch + 1, "step": scheduler.last_epoch, "rng": rng,
                      "config": config.to_dict(), "best": best, "metrics": row}
-            ckpt.atomic_save(state, files["last checkpoint"])
             if improved:
                 ckpt.atomic_save(state, files["best checkpoint"])
+            ckpt.atomic_save(state, files["last checkpoint"])
             tqdm.write(epoch_line(row, config.epochs))
         if config.stop_after_epoch == epoch + 1 and epoch + 1 < config.epochs:
             if world.is_main:
