@@ -24,10 +24,10 @@ from ..models import MODELS
 
 @dataclass
 class TrainConfig:
-    data: str | None = field(default=None, metadata=dict(
+    data: str | None = field(default=None, metadata=dict(metavar="DATA",
         help="ImageNet-style folder with train/CLASS/* and val/CLASS/*"))
     model: str = field(default="san10_pairwise", metadata=dict(
-        choices=MODELS, help="a sanmini.models name"))
+        choices=MODELS, metavar="NAME", help=f"a sanmini.models name: {', '.join(MODELS)}"))
     model_args: dict = field(default_factory=dict, metadata=dict(
         help="KEY=VALUE override for sanmini.models.create, repeatable: --model-arg width=16 "
              "--model-arg kernel_size=3 --model-arg backend=torch"))
@@ -77,13 +77,13 @@ class TrainConfig:
         help="channels_last memory format; auto: on for ResNets on CUDA with --amp (tensor-core "
              "convolutions), off otherwise (the SAN operators read contiguous NCHW)"))
     seed: int = field(default=0, metadata=dict(help="seed of model initialisation, shuffling and augmentation"))
-    out: str | None = field(default=None, metadata=dict(
+    out: str | None = field(default=None, metadata=dict(metavar="DIR",
         help="output folder for last.pt, best.pt, log.csv, config.yaml (default runs/MODEL)"))
-    resume: str | None = field(default=None, metadata=dict(
+    resume: str | None = field(default=None, metadata=dict(metavar="PATH",
         help="continue a run from its checkpoint (e.g. OUT/last.pt), exactly where it stopped"))
     evaluate: bool = field(default=False, metadata=dict(
         help="only evaluate --weights on DATA/val (top-1, top-5), no training"))
-    weights: str | None = field(default=None, metadata=dict(
+    weights: str | None = field(default=None, metadata=dict(metavar="PATH",
         help="model weights to evaluate (with --evaluate) or to start training from; any file "
              "sanmini.models.load_pretrained reads, e.g. a released checkpoint"))
     stop_after_epoch: int | None = field(default=None, metadata=dict(
@@ -221,13 +221,13 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train (or evaluate) a sanmini.models network on an ImageNet-style folder, "
                     "on one device or, under torchrun, on many. Defaults: the recipe of Zhao et "
                     "al., CVPR 2020.")
-    parser.add_argument("--config", help="a YAML or TOML file setting any of the options below "
+    parser.add_argument("--config", metavar="FILE", help="a YAML or TOML file setting any of the options below "
                                          "by name (e.g. batch_size: 64); flags override it")
     for name, f in FIELDS.items():
         kind = f.type.split(" | ")[0]
         help_text = f.metadata["help"]
         if name == "data":
-            parser.add_argument("data", nargs="?", default=_UNSET, help=help_text)
+            parser.add_argument("data", nargs="?", default=_UNSET, metavar="DATA", help=help_text)
         elif name == "model_args":
             parser.add_argument("--model-arg", dest="model_args", action="append", default=[],
                                 metavar="KEY=VALUE", help=help_text)
@@ -236,7 +236,8 @@ def build_parser() -> argparse.ArgumentParser:
                                 default=f.default, help=help_text)
         else:
             parser.add_argument(_flag(name), type={"int": int, "float": float, "str": str}[kind],
-                                choices=f.metadata.get("choices"), default=f.default,
+                                choices=f.metadata.get("choices"), metavar=f.metadata.get("metavar"),
+                                default=f.default,
                                 help=help_text + (" (default: %(default)s)" if f.default is not None else ""))
     return parser
 
