@@ -3,7 +3,9 @@
 - :mod:`sanmini.ops`: the operators (aggregation, subtraction) on three backends;
 - :mod:`sanmini.nn`: pairwise and patchwise self-attention with every relation of the paper, the
   SAN block;
-- :mod:`sanmini.models`: SAN10/15/19 and ResNet26/38/50, FLOP counts, released checkpoints.
+- :mod:`sanmini.models`: SAN10/15/19 and ResNet26/38/50, FLOP counts, released checkpoints;
+- :mod:`sanmini.data`, :mod:`sanmini.train` (imported on demand: they need torchvision): data
+  folders and small datasets, and training (``python -m sanmini.train``).
 """
 from . import models, nn, ops
 from .models import count_flops, create, load_pretrained
