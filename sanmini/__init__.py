@@ -7,10 +7,10 @@
 - :mod:`sanmini.data`, :mod:`sanmini.train` (imported on demand: they need torchvision): data
   folders and small datasets, and training (``python -m sanmini.train``).
 """
-from . import models, nn, ops
+from . import models, nn, ops, viz
 from .models import count_flops, create, load_pretrained
 from .ops import aggregation, subtraction, subtraction2
 
 __version__ = "0.1.0"
-__all__ = ["ops", "nn", "models", "aggregation", "subtraction", "subtraction2", "create",
+__all__ = ["ops", "nn", "models", "viz", "aggregation", "subtraction", "subtraction2", "create",
            "count_flops", "load_pretrained", "__version__"]

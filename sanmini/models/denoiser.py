@@ -14,10 +14,10 @@ import hashlib
 import json
 import math
 import os
+import sys
 from contextlib import contextmanager
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -55,24 +55,21 @@ class Denoiser(nn.Module):
 
 
 def load_photos(names=PHOTOS, size: int = 128) -> list[torch.Tensor]:
-    """scikit-image's sample photographs (shipped in the package), as (3, size, size') in [0, 1],
-    the shorter side resized to ``size``."""
-    import skimage.data
-    from skimage.transform import resize
+    """scikit-image's sample photographs (:func:`sanmini.data.small.photo`, shipped in the package)
+    as (3, size, size') in [0, 1], the shorter side resized to ``size``."""
+    from ..data.small import photo
 
     photos = []
     for name in names:
-        img = getattr(skimage.data, name)()
-        img = np.repeat(img[..., None], 3, axis=2) if img.ndim == 2 else img[..., :3]
-        scale = size / min(img.shape[:2])
-        shape = (round(img.shape[0] * scale), round(img.shape[1] * scale))
-        img = resize(img, shape, anti_aliasing=True)
-        photos.append(torch.from_numpy(img).permute(2, 0, 1).float().contiguous())
+        image = photo(name)[None]                                        # (1, 3, H, W)
+        scale = size / min(image.shape[-2:])
+        shape = (round(image.shape[-2] * scale), round(image.shape[-1] * scale))
+        photos.append(nn.functional.interpolate(image, size=shape, mode="area")[0].clamp(0, 1))
     return photos
 
 
-def noisy_crops(photos, batch: int, crop: int, sigma: float, generator: torch.Generator):
-    """A batch of random crops (N, 3, crop, crop) and the same crops with Gaussian noise of std sigma."""
+def noisy_batch(photos, batch: int, crop: int, sigma: float, generator: torch.Generator):
+    """A fresh batch of random crops (N, 3, crop, crop) and the same crops with Gaussian noise of std sigma."""
     clean = []
     for _ in range(batch):
         img = photos[int(torch.randint(len(photos), (1,), generator=generator))]
@@ -116,7 +113,7 @@ def fit_denoiser(model: Denoiser, photos, steps: int = 300, batch: int = 8, crop
     model.train()
     with without_onednn():
         for _ in range(steps):
-            noisy, clean = noisy_crops(photos, batch, crop, sigma, generator)
+            noisy, clean = noisy_batch(photos, batch, crop, sigma, generator)
             loss = nn.functional.mse_loss(model(noisy), clean)
             optimizer.zero_grad()
             loss.backward()
@@ -129,6 +126,14 @@ def fit_denoiser(model: Denoiser, photos, steps: int = 300, batch: int = 8, crop
 CACHE_ENV = "SANMINI_CACHE"   # `make book` and `make test` point it under _build/
 
 
+def _recipe_source() -> bytes:
+    """The code that decides what a cached model learned (this module and the photos it reads):
+    part of the cache key, so that a changed recipe never reuses old weights."""
+    from ..data import small
+
+    return b"".join(Path(module.__file__).read_bytes() for module in (sys.modules[__name__], small))
+
+
 def trained_denoiser(attention: str = "pairwise", steps: int = 200, seed: int = 0,
                      cache_dir=None, **model_kwargs) -> Denoiser:
     """A :class:`Denoiser` trained with :func:`fit_denoiser` on the sample photographs (batches of
@@ -139,7 +144,7 @@ def trained_denoiser(attention: str = "pairwise", steps: int = 200, seed: int = 
     model train it once. Nothing is downloaded.
     """
     config = {"attention": attention, "steps": steps, "seed": seed, **model_kwargs}
-    key = hashlib.sha1(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
+    key = hashlib.sha1(json.dumps(config, sort_keys=True).encode() + _recipe_source()).hexdigest()[:16]
     cache_dir = Path(cache_dir or os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "sanmini")
     path = cache_dir / f"denoiser-{key}.pt"
     torch.manual_seed(seed)
