@@ -12,21 +12,28 @@ QUIET_PIP := { grep -v "is ignored: it is neither" || true; }
 # The book's small trained models are cached here between chapters (never downloaded).
 export SANMINI_CACHE := $(CURDIR)/_build/.sanmini-cache
 
-.PHONY: setup test book bench lock clean
+.PHONY: setup test book bench colab-cells lock clean
 
 setup: $(STAMP)
 
 # The pinned stack (requirements.lock: torch/torchvision from the registry, numba, numba-cuda,
 # Jupyter Book 1.x, ...) and sanmini itself, editable.
-$(STAMP): requirements.lock pyproject.toml
+$(STAMP): requirements.lock pyproject.toml package-lock.json
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet -r requirements.lock 2>&1 | $(QUIET_PIP)
 	$(BIN)/python -m pip install --quiet --no-deps -e . 2>&1 | $(QUIET_PIP)
 	$(BIN)/python -c "import sanmini, torch, torchvision, numba, numba.cuda"
+	npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
+	rm -rf _vendor && mkdir -p _vendor/mathjax/output/chtml/fonts _vendor/mathjax/input/tex
+	cp node_modules/mathjax/es5/tex-mml-chtml.js _vendor/mathjax/
+	cp -r node_modules/mathjax/es5/output/chtml/fonts/woff-v2 _vendor/mathjax/output/chtml/fonts/
+	cp -r node_modules/mathjax/es5/input/tex/extensions _vendor/mathjax/input/tex/
+	cp -r node_modules/mathjax/es5/ui node_modules/mathjax/es5/a11y _vendor/mathjax/
 	touch $@
 
 # Every test, and every chapter of the book run top to bottom by nbval (its asserts are tests).
-test: setup
+# The browser tests read the site that `book` builds first.
+test: book
 	$(BIN)/python -m pytest tests book --nbval-lax
 
 # Warnings are errors (-W): a broken reference or citation fails the build. The explorers of the
@@ -36,6 +43,10 @@ book: setup
 
 bench: setup
 	$(BIN)/python bench/ops.py
+
+# Write the Colab install cell, with the repository URL of _config.yml, into every chapter.
+colab-cells: setup
+	$(BIN)/python book/_ext/install_cell.py
 
 # Regenerate requirements.lock from the current .venv.
 lock:

@@ -1,5 +1,6 @@
 """The book's notebooks: listed in the table of contents, stored without outputs, and starting with
 the cell that installs sanmini in Colab. (make test runs each chapter with nbval too.)"""
+import sys
 from pathlib import Path
 
 import nbformat
@@ -27,9 +28,24 @@ def test_stored_without_outputs(path):
                 f"{path.name} cell {i} is stored with outputs: clear them before committing"
 
 
+sys.path.insert(0, str(ROOT / "book" / "_ext"))
+import install_cell  # noqa: E402
+
+
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
 def test_first_cell_installs_sanmini_in_colab_only(path):
+    """The install cell is the one of book/_ext/install_cell.py, with the repository URL of
+    _config.yml that the launch buttons use (`make colab-cells` rewrites it)."""
     first = nbformat.read(path, as_version=4).cells[0]
     assert first.cell_type == "code"
-    assert 'if "google.colab" in sys.modules:' in first.source and "pip" in first.source
+    assert first.source == install_cell.install_cell(ROOT), f"run `make colab-cells` ({path.name})"
+    assert 'if "google.colab" in sys.modules:' in first.source
     assert "remove-cell" in first.metadata.get("tags", [])
+
+
+def test_launch_buttons_and_install_cell_use_one_repository():
+    config = yaml.safe_load((ROOT / "_config.yml").read_text())
+    url = config["repository"]["url"]
+    assert url.startswith("https://github.com/") and f"git+{url}'" in install_cell.install_cell(ROOT)
+    assert config["launch_buttons"]["colab_url"] == "https://colab.research.google.com"
+    assert config["html"]["use_repository_button"] is True

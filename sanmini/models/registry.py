@@ -27,6 +27,7 @@ def create(name: str, num_classes: int = 1000, **overrides) -> nn.Module:
     - ``position_encoding`` (pairwise only), ``share_planes``, ``width`` (stem width, default 64),
       ``layers`` (blocks per stage), ``pad_mode``;
     - ``backend``: the ops backend of every attention layer (``"auto"`` by default).
+
     ResNets take ``width`` and ``layers``.
     """
     if name not in MODELS:

@@ -11,12 +11,12 @@ before any kernel runs), picks a backend, and calls a PyTorch custom operator
 
 Backends (``backend=``):
 
-``"torch"``  plain torch, the specification (:mod:`.reference`); any device and dtype.
-``"cpu"``    Numba ``njit(parallel=True)`` kernels (:mod:`.cpu`); CPU tensors.
-``"cuda"``   Numba CUDA kernels (:mod:`.cuda`); CUDA tensors, or CPU tensors under Numba's CUDA
-             simulator (``NUMBA_ENABLE_CUDASIM=1``).
-``"auto"``   ``"cuda"`` for CUDA tensors, ``"cpu"`` for CPU tensors, ``"torch"`` where Numba is
-             missing.
+- ``"torch"``: plain torch, the specification (``sanmini.ops.reference``); any device and dtype.
+- ``"cpu"``: Numba ``njit(parallel=True)`` kernels (``sanmini.ops.cpu``); CPU tensors.
+- ``"cuda"``: Numba CUDA kernels (``sanmini.ops.cuda``); CUDA tensors, or CPU tensors under
+  Numba's CUDA simulator (``NUMBA_ENABLE_CUDASIM=1``).
+- ``"auto"``: ``"cuda"`` for CUDA tensors, ``"cpu"`` for CPU tensors, ``"torch"`` where Numba is
+  missing.
 
 The compiled backends compute float16 and bfloat16 in float32 and return the input dtype. Under
 ``torch.autocast`` the inputs are cast to the autocast dtype first, as for a matrix product.
