@@ -15,10 +15,14 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = """\
 # In Colab, install sanmini from the repository; locally, `make book` and `make test` have set it up.
+# On a GPU runtime the cuda12 extra brings numba-cuda with nvJitLink, which assembles the kernels
+# itself, so a driver older than numba-cuda's CUDA toolkit still runs them.
+import shutil
 import sys
 
 if "google.colab" in sys.modules:
-    get_ipython().run_line_magic("pip", "install -q 'sanmini[book,cuda12] @ git+{url}'")"""
+    extras = "book,cuda12" if shutil.which("nvidia-smi") else "book"
+    get_ipython().run_line_magic("pip", f"install -q 'sanmini[{{extras}}] @ git+{url}'")"""
 
 
 def repository_url(root: Path = ROOT) -> str:
