@@ -76,6 +76,12 @@ class TrainConfig:
         choices=("auto", "on", "off"),
         help="channels_last memory format; auto: on for ResNets on CUDA with --amp (tensor-core "
              "convolutions), off otherwise (the SAN operators read contiguous NCHW)"))
+    compile: bool = field(default=False, metadata=dict(
+        help="train the model through torch.compile (the SAN operators are custom operators, so "
+             "a SAN compiles to one graph with no breaks); checkpoints hold the plain weights"))
+    compile_backend: str = field(default="inductor", metadata=dict(
+        help="torch.compile backend for --compile (aot_eager traces the same graph without "
+             "generating code: quick to compile, for checking)"))
     seed: int = field(default=0, metadata=dict(help="seed of model initialisation, shuffling and augmentation"))
     out: str | None = field(default=None, metadata=dict(metavar="DIR",
         help="output folder for last.pt, best.pt, log.csv, config.yaml (default runs/MODEL)"))

@@ -146,6 +146,8 @@ def train(config: TrainConfig, world: World) -> dict:
         start_epoch, best = _restore(resumed, config, world, model, optimizer, scheduler, scaler)
     ddp = DistributedDataParallel(model, device_ids=[world.device] if world.device.type == "cuda" else None) \
         if world.distributed else model
+    if config.compile:
+        ddp = torch.compile(ddp, backend=config.compile_backend)   # training steps; `model` stays plain
 
     out = config.out_dir
     files = {"last checkpoint": out / "last.pt", "best checkpoint": out / "best.pt", "log": out / "log.csv"}
