@@ -78,6 +78,14 @@ def _open(browser, url):
     return page, problems
 
 
+def test_site_root_serves_a_favicon(site):
+    """Browsers ask for /favicon.ico on any page that names no icon (the root index.html, which
+    redirects to the introduction, is one); a 404 there shows up in the console."""
+    import urllib.request
+    with urllib.request.urlopen(site + "favicon.ico") as r:
+        assert r.status == 200 and r.read(4) == b"\x00\x00\x01\x00"   # the ICO header
+
+
 def test_the_book_has_its_chapters():
     assert "index.html" in PAGES and "book/intro.html" in PAGES and len(CHAPTERS) >= 5
 
