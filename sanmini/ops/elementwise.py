@@ -3,8 +3,9 @@
 ``build(compile_fn)`` returns the functions below compiled with ``compile_fn``: ``numba.njit`` for
 the ``"cpu"`` backend (:mod:`.cpu`) and ``numba.cuda.jit(device=True)`` for the ``"cuda"`` backend
 (:mod:`.cuda`). One Numba dispatcher cannot be called from the other target, so each target gets its
-own compiled copy of the same Python source; the kernels of both backends only decide which
-element each loop iteration or thread computes and call these.
+own compiled copy of the same Python source. The CUDA kernels only decide which element each thread
+computes and call these. The CPU kernels compute the same sums in a loop order that vectorises
+(taps outside, whole rows or planes inside; see :mod:`.cpu`), with ``source`` deciding the padding.
 
 Coordinates: ``i`` is a row (or column) of the padded input written in input coordinates, so it runs
 from ``-padding`` to ``size - 1 + padding``; output ``o`` tap ``k`` reads
