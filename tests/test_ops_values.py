@@ -1,6 +1,7 @@
 """Forward and both gradients of every op on the "torch" and "cpu" backends, in float64, against
 the independent loops of tests/loops.py, over kernel sizes 1..7, stride 1-2, dilation 1-2, both pad
-modes, odd and even H and W, weight channels Cw in {1, C/8, C}, and zero, "same" and wide padding.
+modes, odd and even H and W, weight channels Cw in {1, C/8, C}, and zero, "same" and wide padding;
+and on 40 x 67 images with K 3 and 7, stride 1-2, both pad modes.
 The "cuda" backend gets the same checks on a handful of shapes in test_ops_cuda.py."""
 import itertools
 
@@ -89,6 +90,19 @@ def test_subtraction2_and_subtraction(k, stride, dilation, mode, hw, padding):
         y1.backward(g)
         _check(f"{backend} subtraction", y1, y1_ref)
         _check(f"{backend} grad x", a.grad, g1_ref + g2_ref)
+
+
+# Images much larger than the footprint, as in a network: rows longer than the kernels' vector
+# loops (the grid above has mostly border), at the SAN padding (K - 1) // 2.
+LARGE = [(k, stride, 1, mode, (40, 67), (k - 1) // 2)
+         for k in (3, 7) for stride in (1, 2) for mode in ("zeros", "reflect")]
+
+
+@pytest.mark.parametrize("k, stride, dilation, mode, hw, padding", LARGE,
+                         ids=[f"K{k}-s{s}-{m}-{h}x{w}" for k, s, _, m, (h, w), _ in LARGE])
+def test_large_images(k, stride, dilation, mode, hw, padding):
+    test_aggregation(k, stride, dilation, mode, hw, padding, C // 8)
+    test_subtraction2_and_subtraction(k, stride, dilation, mode, hw, padding)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
