@@ -1,34 +1,36 @@
 """The ``"cpu"`` backend: the SAN operators as Numba kernels, ``numba.njit(parallel=True)``.
 
 The same sums as the ``"cuda"`` backend, in another loop order. A CUDA kernel runs one thread per
-output element, and that thread calls the per-element function of :mod:`.elementwise` (a loop over
-the K*K taps, with the padding decided tap by tap). On a CPU core that order is slow: the tap loop
-is short and branchy, and its neighbouring iterations read memory K*K apart, so the compiler cannot
-vectorise it. Here the loops are turned inside out:
+output element, and that thread calls the per-element function of :mod:`.elementwise`: a loop over
+the K*K taps, deciding the padding tap by tap. On a CPU core that order is slow: the tap loop is
+short and branchy, and neighbouring iterations read memory far apart, so the compiler cannot
+vectorise it. Here the loops are turned inside out, taps outside and whole planes inside:
 
-* Each parallel iteration (``prange``) owns whole planes: one (n, c) of ``x`` for subtraction, or
-  the channels c = cw mod Cw of one (n, cw) that share a weight plane, for aggregation.
-* It first copies the input plane, padded, into a small buffer (:func:`_pad`). Which input element
-  (or zero) each padded element holds is decided by ``source``, the per-element index map of
-  :mod:`.elementwise` that the CUDA kernels use too, so both padding modes are that one function.
-* With the padding in the buffer, tap j of output (ho, wo) reads the buffer at
-  ``ho * Wq + wo + offsets[j]`` (:func:`_layout`), so each tap is one branch-free loop over a whole
-  plane (outputs kept in rows of Wq >= Wo) or over a row: contiguous, vectorised by LLVM (packed
-  ``vmulps``/``vaddps``/``vsubps`` on ymm/zmm registers), with the taps outside.
-* The input gradients are the transposes: each tap adds into a padded gradient buffer at the same
-  offsets, and :func:`_unpad` (the adjoint of :func:`_pad`, again by ``source``) adds each padded
-  element back onto the input element it was read from. The CUDA kernels gather instead (one
-  thread per input element, with ``preimage`` and ``output_of_tap``); here one iteration owns its
-  planes, so no two threads write one element either way and no atomics are needed.
+* Each parallel iteration (``prange``) owns whole planes: one (n, c) of ``x``, or for the weight
+  gradient one (n, cw) of ``weight`` with the channels c = cw mod Cw that share it.
+* It first makes K "shifted copies" of its input plane (:func:`_shift`, :func:`_layout`): copy kj
+  holds, for every padded row and every output column wo, the element that tap kj of column wo
+  reads. Which input element that is (or a zero) is decided by ``source``, the per-element index
+  map of :mod:`.elementwise` that the CUDA kernels use too, so both padding modes are that one
+  function, and it is applied once per copied element instead of once per tap and output.
+* Tap (ki, kj) of every output (ho, wo), flat index t = ho * Wo + wo, then reads copy kj at
+  t + row_offsets[ki]: each tap is one contiguous, branch-free loop over the Ho * Wo outputs,
+  which LLVM vectorises (packed ``vmulps``/``vaddps``/``vsubps`` on ymm/zmm registers).
+* The input gradients are the transposes: each tap adds into K shifted copies of the gradient at
+  the same places, and :func:`_unshift`, the adjoint of :func:`_shift` (again by ``source``), adds
+  each copied element back onto the input element it was read from. (The CUDA kernels gather
+  instead, one thread per input element with ``preimage`` and ``output_of_tap``.) An iteration
+  owns the planes it writes, so no two threads write one element and no atomics are needed.
 
-Each element therefore receives the terms of the per-element functions (``aggregation_at``,
+Each element thus receives the terms of the per-element functions (``aggregation_at``,
 ``window_gather_at``, ...), plus exact zeros where those skip the padding. The aggregation forward
 and weight gradient add them in the same order; the input gradients add them in another order
 (equal up to rounding). Accumulation is in the data's type, as in :mod:`.elementwise`, with no
-``fastmath`` (which would contract and reorder). Memory: a few scratch planes per parallel
-iteration (for aggregation, one weight plane per tap in rows of Wq); nothing of size
-(N, C, K*K, Ho*Wo) is allocated for aggregation. Arguments of every kernel: the arrays, then
-``K, stride, padding, dilation, reflect, acc`` (``acc``: a zero of the data's type).
+``fastmath`` (which would contract and reorder). Memory: K shifted copies of one plane per parallel
+iteration (K * (H + 2 * padding) * Wo elements); nothing of size (N, C, K*K, Ho*Wo) is allocated for
+aggregation. Inputs of any layout are made contiguous first (no copy when they are); outputs must
+be contiguous, as :class:`.KernelBackend` allocates them. Arguments of every kernel: the arrays,
+then ``K, stride, padding, dilation, reflect, acc`` (``acc``: a zero of the data's type).
 """
 from __future__ import annotations
 
@@ -46,101 +48,86 @@ source = _m.source
 
 
 @numba.njit
-def _layout(H, W, K, stride, padding, dilation, reflect):
-    """Where the padded input goes in a flat buffer, and where each tap reads it.
+def _layout(H, W, Ho, Wo, K, stride, padding, dilation, reflect):
+    """Index tables for :func:`_shift` and :func:`_unshift`, computed once per kernel call.
 
-    The input padded by ``padding`` on every side, (Hp, Wp) = (H + 2 * padding, W + 2 * padding),
-    is stored as stride x stride phases (padded row i in phase row i % stride, at row i // stride;
-    likewise columns), each phase Hq x Wq with rows of Wq = ceil(Wp / stride), one after the
-    other: a shift by one output row or column is then a shift by Wq or 1 in every phase. Output
-    (ho, wo) is kept at t = ho * Wq + wo (a "wide" plane: rows of Wq, of which the first Wo are
-    outputs), and its tap j = ki * K + kj reads the buffer at t + offsets[j].
+    For each kj, the "shifted copy" kj of an input plane is a (R, Wo) array, R = stride * Hq, whose
+    row for padded row i (rows -padding .. H - 1 + padding of the input, as i = 0 .. Hp - 1) holds
+    at column wo the padded element (i, wo * stride + kj * dilation): the column that tap kj of
+    output column wo reads. Padded row i is stored at row at_row[i] = (i % stride) * Hq +
+    i // stride (one block of rows per phase, so that at every stride one output row further is
+    one row further). Tap j = ki * K + kj of output t = ho * Wo + wo then reads copy kj, flat, at
+    t + row_offsets[ki]: over all outputs, one contiguous range of Ho * Wo elements.
 
-    Returns (pads, offsets, Wq, size). ``pads`` = (src_row, at_row, src_col, at_col, lo, hi):
-    padded row i is input row src_row[i] (``source``: the mirror image for reflection, -1 for
-    zero padding) and starts at at_row[i] in the buffer; padded column j is input column
-    src_col[j], at at_col[j] from the row's start; the padded columns [lo, hi) are the input
-    columns [0, hi - lo), stored one after the other (at stride 1; none at other strides). The buffer has ``size`` elements: the phases and one spare row, read only by
-    the columns wo >= Wo of the wide plane, which are never stored.
+    Returns (tables, row_offsets, R): tables = (src_row, at_row, src_col, lo, hi). Padded row i is
+    input row src_row[i]; column wo of copy kj is input column src_col[kj, wo] (both by
+    ``source``: the mirror image for reflection, -1 for zero padding); at stride 1, the columns
+    wo in [lo[kj], hi[kj]) read input columns wo + kj * dilation - padding, inside the input.
     """
-    Hp, Wp = H + 2 * padding, W + 2 * padding
-    Hq, Wq = -(-Hp // stride), -(-Wp // stride)
+    Hp = H + 2 * padding
+    Hq = -(-Hp // stride)
     src_row, at_row = np.empty(Hp, np.int64), np.empty(Hp, np.int64)
-    src_col, at_col = np.empty(Wp, np.int64), np.empty(Wp, np.int64)
     for i in range(Hp):
         src_row[i] = source(i - padding, H, reflect)
-        at_row[i] = ((i % stride) * stride * Hq + i // stride) * Wq
-    for j in range(Wp):
-        src_col[j] = source(j - padding, W, reflect)
-        at_col[j] = (j % stride) * Hq * Wq + j // stride
-    offsets = np.empty(K * K, np.int64)
-    for ki in range(K):
-        for kj in range(K):
-            offsets[ki * K + kj] = at_row[ki * dilation] + at_col[kj * dilation]
-    lo, hi = (padding, padding + W) if stride == 1 else (0, 0)
-    pads = (src_row, at_row, src_col, at_col, lo, hi)
-    return pads, offsets, Wq, stride * stride * Hq * Wq + Wq
+        at_row[i] = (i % stride) * Hq + i // stride
+    src_col = np.empty((K, Wo), np.int64)
+    lo, hi = np.zeros(K, np.int64), np.zeros(K, np.int64)
+    row_offsets = np.empty(K, np.int64)
+    for k in range(K):
+        offset = k * dilation - padding
+        for wo in range(Wo):
+            src_col[k, wo] = source(wo * stride + offset, W, reflect)
+        if stride == 1:
+            lo[k] = min(max(-offset, 0), Wo)
+            hi[k] = max(min(W - offset, Wo), lo[k])
+        row_offsets[k] = at_row[k * dilation] * Wo
+    return (src_row, at_row, src_col, lo, hi), row_offsets, stride * Hq
 
 
 @numba.njit(inline="always")
-def _pad(buf, plane, pads, zero):
-    """Write ``plane`` (H, W) padded into ``buf``, at the places of :func:`_layout`."""
-    src_row, at_row, src_col, at_col, lo, hi = pads
-    Wp = src_col.shape[0]
+def _shift(copy, plane, kj, tables, zero):
+    """Write shifted copy kj (R * Wo elements, flat) of ``plane`` (H, W); see :func:`_layout`."""
+    src_row, at_row, src_col, lo, hi = tables
+    Wo = src_col.shape[1]
+    a, b = lo[kj], hi[kj]
+    offset = a - src_col[kj, a] if a < b else 0     # input column = wo - offset inside
     for i in range(src_row.shape[0]):
-        r, start = src_row[i], at_row[i]
+        r, start = src_row[i], at_row[i] * Wo
+        out = copy[start:start + Wo]
         if r < 0:
-            for j in range(Wp):
-                buf[start + at_col[j]] = zero
+            out[:] = zero
             continue
         row = plane[r]
-        _copy(buf[start + lo:start + hi], row[:hi - lo])
-        for b in range(Wp - (hi - lo)):          # the other columns: [0, lo), then [hi, Wp)
-            j = b if b < lo else b + hi - lo
-            c = src_col[j]
-            buf[start + at_col[j]] = row[c] if c >= 0 else zero
+        _copy(out[a:b], row[a - offset:b - offset])
+        for e in range(Wo - (b - a)):               # the other columns: [0, a), then [b, Wo)
+            wo = e if e < a else e + b - a
+            c = src_col[kj, wo]
+            out[wo] = row[c] if c >= 0 else zero
 
 
 @numba.njit(inline="always")
-def _unpad(plane, buf, pads, zero):
-    """The adjoint of :func:`_pad`: ``plane`` (H, W) = at each input position, the sum of ``buf``
-    over the padded positions that read it (itself, and its mirror images for reflection)."""
-    src_row, at_row, src_col, at_col, lo, hi = pads
-    Wp = src_col.shape[0]
-    plane[:, :] = zero
+def _unshift(plane, copy, kj, tables):
+    """The adjoint of :func:`_shift`: add each element of shifted copy kj onto the element of
+    ``plane`` (H, W) it was read from (none for zero padding; mirror images add up)."""
+    src_row, at_row, src_col, lo, hi = tables
+    Wo = src_col.shape[1]
+    a, b = lo[kj], hi[kj]
+    offset = a - src_col[kj, a] if a < b else 0
     for i in range(src_row.shape[0]):
-        r, start = src_row[i], at_row[i]
+        r, start = src_row[i], at_row[i] * Wo
         if r < 0:
             continue
-        row = plane[r]
-        _add(row[:hi - lo], buf[start + lo:start + hi])
-        for b in range(Wp - (hi - lo)):
-            j = b if b < lo else b + hi - lo
-            c = src_col[j]
+        row, src = plane[r], copy[start:start + Wo]
+        _add(row[a - offset:b - offset], src[a:b])
+        for e in range(Wo - (b - a)):
+            wo = e if e < a else e + b - a
+            c = src_col[kj, wo]
             if c >= 0:
-                row[c] += buf[start + at_col[j]]
+                row[c] += src[wo]
 
 
-@numba.njit(inline="always")
-def _widen(wide, plane, Wq, zero):
-    """wide[ho * Wq + wo] = plane[ho, wo], and 0 in the columns wo >= Wo."""
-    Ho, Wo = plane.shape
-    for ho in range(Ho):
-        _copy(wide[ho * Wq:ho * Wq + Wo], plane[ho])
-        wide[ho * Wq + Wo:(ho + 1) * Wq] = zero
-
-
-@numba.njit(inline="always")
-def _narrow(plane, wide, Wq):
-    """plane[ho, wo] = wide[ho * Wq + wo], for wo < Wo: the inverse of :func:`_widen`."""
-    Ho, Wo = plane.shape
-    for ho in range(Ho):
-        _copy(plane[ho], wide[ho * Wq:ho * Wq + Wo])
-
-
-# Inner loops over 1-D arrays of one length, contiguous: LLVM vectorises them. inline="always"
-# inlines them in Numba's IR, so that a call costs nothing even for the 7-element rows of the
-# smallest stage (an ordinary Numba call would cost more than the loop).
+# The inner loops: over 1-D arrays of one length, contiguous, so that LLVM vectorises them.
+# inline="always" inlines them in Numba's IR: an ordinary call would cost more than a short loop.
 
 @numba.njit(inline="always")
 def _copy(out, a):
@@ -176,116 +163,120 @@ def _multiply_add(out, a, b):
 def aggregation_forward(x, weight, y, K, stride, padding, dilation, reflect, acc):
     """x (N, C, H, W), weight (N, Cw, K*K, Ho, Wo) -> y (N, C, Ho, Wo)."""
     N, C, Ho, Wo = y.shape
-    Cw, KK = weight.shape[1], weight.shape[2]
-    pads, offsets, Wq, size = _layout(
-        x.shape[2], x.shape[3], K, stride, padding, dilation, reflect)
-    L = Ho * Wq
-    for group in prange(N * Cw):
-        n, cw = group // Cw, group % Cw
-        w_wide = np.empty((KK, L), dtype=y.dtype)
-        for j in range(KK):
-            _widen(w_wide[j], weight[n, cw, j], Wq, acc)
-        x_pad = np.zeros(size, dtype=y.dtype)
-        y_wide = np.empty(L, dtype=y.dtype)
-        for c in range(cw, C, Cw):
-            _pad(x_pad, x[n, c], pads, acc)
-            y_wide[:] = acc
-            for j in range(KK):
-                _multiply_add(y_wide, w_wide[j], x_pad[offsets[j]:offsets[j] + L])
-            _narrow(y[n, c], y_wide, Wq)
+    L = Ho * Wo
+    x = np.ascontiguousarray(x)
+    weight = np.ascontiguousarray(weight).reshape(N, weight.shape[1], K * K, L)
+    tables, row_offsets, R = _layout(x.shape[2], x.shape[3], Ho, Wo, K, stride, padding, dilation,
+                                     reflect)
+    for plane in prange(N * C):
+        n, c = plane // C, plane % C
+        w = weight[n, c % weight.shape[1]]
+        copies = np.empty((K, R * Wo), dtype=y.dtype)
+        for kj in range(K):
+            _shift(copies[kj], x[n, c], kj, tables, acc)
+        out = y[n, c].reshape(L)
+        out[:] = acc
+        for ki in range(K):
+            t = row_offsets[ki]
+            for kj in range(K):
+                _multiply_add(out, w[ki * K + kj], copies[kj, t:t + L])
 
 
 @numba.njit(parallel=True)
 def aggregation_input_grad(weight, grad_y, grad_x, K, stride, padding, dilation, reflect, acc):
     """weight (N, Cw, K*K, Ho, Wo), grad_y (N, C, Ho, Wo) -> grad_x (N, C, H, W)."""
     N, C = grad_x.shape[0], grad_x.shape[1]
-    Cw, KK, Ho = weight.shape[1], weight.shape[2], weight.shape[3]
-    pads, offsets, Wq, size = _layout(
-        grad_x.shape[2], grad_x.shape[3], K, stride, padding, dilation, reflect)
-    L = Ho * Wq
-    for group in prange(N * Cw):
-        n, cw = group // Cw, group % Cw
-        w_wide = np.empty((KK, L), dtype=grad_x.dtype)
-        for j in range(KK):
-            _widen(w_wide[j], weight[n, cw, j], Wq, acc)
-        g_wide = np.empty(L, dtype=grad_x.dtype)
-        g_pad = np.empty(size, dtype=grad_x.dtype)
-        for c in range(cw, C, Cw):
-            _widen(g_wide, grad_y[n, c], Wq, acc)
-            g_pad[:] = acc
-            for j in range(KK):
-                _multiply_add(g_pad[offsets[j]:offsets[j] + L], w_wide[j], g_wide)
-            _unpad(grad_x[n, c], g_pad, pads, acc)
+    Ho, Wo = grad_y.shape[2], grad_y.shape[3]
+    L = Ho * Wo
+    weight = np.ascontiguousarray(weight).reshape(N, weight.shape[1], K * K, L)
+    grad_y = np.ascontiguousarray(grad_y).reshape(N, C, L)
+    tables, row_offsets, R = _layout(grad_x.shape[2], grad_x.shape[3], Ho, Wo, K, stride, padding,
+                                     dilation, reflect)
+    for plane in prange(N * C):
+        n, c = plane // C, plane % C
+        w, g = weight[n, c % weight.shape[1]], grad_y[n, c]
+        copies = np.zeros((K, R * Wo), dtype=grad_x.dtype)
+        for ki in range(K):
+            t = row_offsets[ki]
+            for kj in range(K):
+                _multiply_add(copies[kj, t:t + L], w[ki * K + kj], g)
+        grad_x[n, c] = acc
+        for kj in range(K):
+            _unshift(grad_x[n, c], copies[kj], kj, tables)
 
 
 @numba.njit(parallel=True)
 def aggregation_weight_grad(x, grad_y, grad_w, K, stride, padding, dilation, reflect, acc):
     """x (N, C, H, W), grad_y (N, C, Ho, Wo) -> grad_w (N, Cw, K*K, Ho, Wo)."""
     N, Cw, KK, Ho, Wo = grad_w.shape
-    C = x.shape[1]
-    pads, offsets, Wq, size = _layout(
-        x.shape[2], x.shape[3], K, stride, padding, dilation, reflect)
-    L = Ho * Wq
+    C, L = x.shape[1], Ho * Wo
+    x = np.ascontiguousarray(x)
+    grad_y = np.ascontiguousarray(grad_y).reshape(N, C, L)
+    tables, row_offsets, R = _layout(x.shape[2], x.shape[3], Ho, Wo, K, stride, padding, dilation,
+                                     reflect)
     for group in prange(N * Cw):
         n, cw = group // Cw, group % Cw
-        gw_wide = np.zeros((KK, L), dtype=grad_w.dtype)
-        g_wide = np.empty(L, dtype=grad_w.dtype)
-        x_pad = np.zeros(size, dtype=grad_w.dtype)
+        out = grad_w[n, cw].reshape(KK, L)
+        out[:] = acc
+        copies = np.empty((K, R * Wo), dtype=grad_w.dtype)
         for c in range(cw, C, Cw):
-            _pad(x_pad, x[n, c], pads, acc)
-            _widen(g_wide, grad_y[n, c], Wq, acc)
-            for j in range(KK):
-                _multiply_add(gw_wide[j], g_wide, x_pad[offsets[j]:offsets[j] + L])
-        for j in range(KK):
-            _narrow(grad_w[n, cw, j], gw_wide[j], Wq)
+            for kj in range(K):
+                _shift(copies[kj], x[n, c], kj, tables, acc)
+            for ki in range(K):
+                t = row_offsets[ki]
+                for kj in range(K):
+                    _multiply_add(out[ki * K + kj], grad_y[n, c], copies[kj, t:t + L])
 
 
 @numba.njit(parallel=True)
 def subtraction_forward(x1, x2, y, K, stride, padding, dilation, reflect, acc):
     """x1, x2 (N, C, H, W) -> y (N, C, K*K, Ho, Wo)."""
     N, C, KK, Ho, Wo = y.shape
-    pads, offsets, Wq, size = _layout(
-        x1.shape[2], x1.shape[3], K, stride, padding, dilation, reflect)
-    mid = (K - 1) // 2 * (K + 1)        # the centre tap: j = m * K + m, m = (K - 1) // 2
+    L = Ho * Wo
+    x1, x2 = np.ascontiguousarray(x1), np.ascontiguousarray(x2)
+    tables, row_offsets, R = _layout(x1.shape[2], x1.shape[3], Ho, Wo, K, stride, padding,
+                                     dilation, reflect)
+    m = (K - 1) // 2                                  # the centre tap is (m, m)
     for plane in prange(N * C):
         n, c = plane // C, plane % C
-        x1_pad = np.zeros(size, dtype=y.dtype)
-        x2_pad = np.zeros(size, dtype=y.dtype)
-        _pad(x1_pad, x1[n, c], pads, acc)
-        _pad(x2_pad, x2[n, c], pads, acc)
-        centre = x1_pad[offsets[mid]:]
-        for j in range(KK):
-            tap = x2_pad[offsets[j]:]
-            out = y[n, c, j]
-            for ho in range(Ho):
-                t = ho * Wq
-                _difference(out[ho], centre[t:t + Wo], tap[t:t + Wo])
+        centre = np.empty(R * Wo, dtype=y.dtype)
+        _shift(centre, x1[n, c], m, tables, acc)
+        copies = np.empty((K, R * Wo), dtype=y.dtype)
+        for kj in range(K):
+            _shift(copies[kj], x2[n, c], kj, tables, acc)
+        out = y[n, c].reshape(KK, L)
+        centre = centre[row_offsets[m]:row_offsets[m] + L]
+        for ki in range(K):
+            t = row_offsets[ki]
+            for kj in range(K):
+                _difference(out[ki * K + kj], centre, copies[kj, t:t + L])
 
 
 @numba.njit(parallel=True)
 def subtraction_backward(grad, grad_x1, grad_x2, K, stride, padding, dilation, reflect, acc):
     """grad (N, C, K*K, Ho, Wo) -> grad_x1, grad_x2 (N, C, H, W)."""
-    N, C = grad_x1.shape[0], grad_x1.shape[1]
-    KK, Ho, Wo = grad.shape[2], grad.shape[3], grad.shape[4]
-    pads, offsets, Wq, size = _layout(
-        grad_x1.shape[2], grad_x1.shape[3], K, stride, padding, dilation, reflect)
-    mid = (K - 1) // 2 * (K + 1)
+    N, C, KK, Ho, Wo = grad.shape
+    L = Ho * Wo
+    grad = np.ascontiguousarray(grad).reshape(N, C, KK, L)
+    tables, row_offsets, R = _layout(grad_x1.shape[2], grad_x1.shape[3], Ho, Wo, K, stride,
+                                     padding, dilation, reflect)
+    m = (K - 1) // 2
     for plane in prange(N * C):
         n, c = plane // C, plane % C
-        g_pad = np.zeros(size, dtype=grad.dtype)
-        centre = np.zeros(Ho * Wo, dtype=grad.dtype)   # sum over the taps of each output
-        for j in range(KK):
-            for ho in range(Ho):
-                row = grad[n, c, j, ho]
-                _add(centre[ho * Wo:(ho + 1) * Wo], row)
-                t = offsets[j] + ho * Wq
-                _subtract(g_pad[t:t + Wo], row)
-        _unpad(grad_x2[n, c], g_pad, pads, acc)
-        g_pad[:] = acc
-        for ho in range(Ho):
-            t = offsets[mid] + ho * Wq
-            _copy(g_pad[t:t + Wo], centre[ho * Wo:(ho + 1) * Wo])
-        _unpad(grad_x1[n, c], g_pad, pads, acc)
+        g = grad[n, c]
+        copies = np.zeros((K, R * Wo), dtype=grad.dtype)
+        centre = np.zeros(R * Wo, dtype=grad.dtype)
+        total = centre[row_offsets[m]:row_offsets[m] + L]    # the sum over the taps
+        for ki in range(K):
+            t = row_offsets[ki]
+            for kj in range(K):
+                _add(total, g[ki * K + kj])
+                _subtract(copies[kj, t:t + L], g[ki * K + kj])
+        grad_x1[n, c] = acc
+        _unshift(grad_x1[n, c], centre, m, tables)
+        grad_x2[n, c] = acc
+        for kj in range(K):
+            _unshift(grad_x2[n, c], copies[kj], kj, tables)
 
 
 def _launch(kernel, total, tensors, scalars):

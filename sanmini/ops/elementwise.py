@@ -5,7 +5,7 @@ the ``"cpu"`` backend (:mod:`.cpu`) and ``numba.cuda.jit(device=True)`` for the 
 (:mod:`.cuda`). One Numba dispatcher cannot be called from the other target, so each target gets its
 own compiled copy of the same Python source. The CUDA kernels only decide which element each thread
 computes and call these. The CPU kernels compute the same sums in a loop order that vectorises
-(taps outside, whole rows or planes inside; see :mod:`.cpu`), with ``source`` deciding the padding.
+(taps outside, whole planes inside; see :mod:`.cpu`), with ``source`` deciding the padding.
 
 Coordinates: ``i`` is a row (or column) of the padded input written in input coordinates, so it runs
 from ``-padding`` to ``size - 1 + padding``; output ``o`` tap ``k`` reads
