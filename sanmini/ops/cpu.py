@@ -48,7 +48,7 @@ source = _m.source
 
 
 @numba.njit
-def _layout(H, W, Ho, Wo, K, stride, padding, dilation, reflect):
+def _layout(H, W, Wo, K, stride, padding, dilation, reflect):
     """Index tables for :func:`_shift` and :func:`_unshift`, computed once per kernel call.
 
     For each kj, the "shifted copy" kj of an input plane is a (R, Wo) array, R = stride * Hq, whose
@@ -166,7 +166,7 @@ def aggregation_forward(x, weight, y, K, stride, padding, dilation, reflect, acc
     L = Ho * Wo
     x = np.ascontiguousarray(x)
     weight = np.ascontiguousarray(weight).reshape(N, weight.shape[1], K * K, L)
-    tables, row_offsets, R = _layout(x.shape[2], x.shape[3], Ho, Wo, K, stride, padding, dilation,
+    tables, row_offsets, R = _layout(x.shape[2], x.shape[3], Wo, K, stride, padding, dilation,
                                      reflect)
     for plane in prange(N * C):
         n, c = plane // C, plane % C
@@ -190,7 +190,7 @@ def aggregation_input_grad(weight, grad_y, grad_x, K, stride, padding, dilation,
     L = Ho * Wo
     weight = np.ascontiguousarray(weight).reshape(N, weight.shape[1], K * K, L)
     grad_y = np.ascontiguousarray(grad_y).reshape(N, C, L)
-    tables, row_offsets, R = _layout(grad_x.shape[2], grad_x.shape[3], Ho, Wo, K, stride, padding,
+    tables, row_offsets, R = _layout(grad_x.shape[2], grad_x.shape[3], Wo, K, stride, padding,
                                      dilation, reflect)
     for plane in prange(N * C):
         n, c = plane // C, plane % C
@@ -212,7 +212,7 @@ def aggregation_weight_grad(x, grad_y, grad_w, K, stride, padding, dilation, ref
     C, L = x.shape[1], Ho * Wo
     x = np.ascontiguousarray(x)
     grad_y = np.ascontiguousarray(grad_y).reshape(N, C, L)
-    tables, row_offsets, R = _layout(x.shape[2], x.shape[3], Ho, Wo, K, stride, padding, dilation,
+    tables, row_offsets, R = _layout(x.shape[2], x.shape[3], Wo, K, stride, padding, dilation,
                                      reflect)
     for group in prange(N * Cw):
         n, cw = group // Cw, group % Cw
@@ -234,7 +234,7 @@ def subtraction_forward(x1, x2, y, K, stride, padding, dilation, reflect, acc):
     N, C, KK, Ho, Wo = y.shape
     L = Ho * Wo
     x1, x2 = np.ascontiguousarray(x1), np.ascontiguousarray(x2)
-    tables, row_offsets, R = _layout(x1.shape[2], x1.shape[3], Ho, Wo, K, stride, padding,
+    tables, row_offsets, R = _layout(x1.shape[2], x1.shape[3], Wo, K, stride, padding,
                                      dilation, reflect)
     m = (K - 1) // 2                                  # the centre tap is (m, m)
     for plane in prange(N * C):
@@ -258,7 +258,7 @@ def subtraction_backward(grad, grad_x1, grad_x2, K, stride, padding, dilation, r
     N, C, KK, Ho, Wo = grad.shape
     L = Ho * Wo
     grad = np.ascontiguousarray(grad).reshape(N, C, KK, L)
-    tables, row_offsets, R = _layout(grad_x1.shape[2], grad_x1.shape[3], Ho, Wo, K, stride,
+    tables, row_offsets, R = _layout(grad_x1.shape[2], grad_x1.shape[3], Wo, K, stride,
                                      padding, dilation, reflect)
     m = (K - 1) // 2
     for plane in prange(N * C):
