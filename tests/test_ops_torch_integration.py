@@ -77,6 +77,25 @@ def test_channels_last_and_non_contiguous_inputs(backend):
     torch.testing.assert_close(ops.subtraction2(xt, x2.to(memory_format=torch.channels_last), 3, **kw), want_s)
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_permuted_inputs(backend):
+    """Dense but permuted inputs, whose strides torch.empty_like would copy, give the values and
+    gradients of contiguous ones."""
+    x, x2, w = _inputs(torch.float64)
+    kw = dict(padding=1, pad_mode="reflect", backend=backend)
+    xp = x.permute(1, 0, 2, 3).contiguous().permute(1, 0, 2, 3).requires_grad_()
+    x2p = x2.permute(1, 0, 2, 3).contiguous().permute(1, 0, 2, 3).requires_grad_()
+    wp = w.permute(0, 2, 1, 3).contiguous().permute(0, 2, 1, 3).requires_grad_()
+    assert not (xp.is_contiguous() or x2p.is_contiguous() or wp.is_contiguous())
+    xc, x2c, wc = (t.detach().clone().requires_grad_() for t in (x, x2, w))
+    for (a, b, c) in [(xp, x2p, wp), (xc, x2c, wc)]:
+        y = ops.aggregation(a, c, 3, **kw)
+        s = ops.subtraction2(a, b, 3, **kw)
+        (y.square().sum() + s.square().sum()).backward()
+    for got, want in [(xp.grad, xc.grad), (x2p.grad, x2c.grad), (wp.grad, wc.grad)]:
+        torch.testing.assert_close(got, want)
+
+
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 def test_half_precision_on_cpu_backend(dtype):
     """float16/bfloat16 are computed in float32 and returned in the input dtype."""

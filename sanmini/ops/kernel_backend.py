@@ -3,8 +3,8 @@
 Both backends have the same five kernels, with the same arguments; they differ in how a kernel is
 launched and how a tensor is handed to it. :class:`KernelBackend` does the rest once: it makes the
 inputs contiguous (so ``channels_last`` and sliced tensors are read right, never misread),
-computes half precision (float16, bfloat16) in float32, allocates the outputs with torch, and views
-(N, Cw, K*K, Ho*Wo) tensors as (N, Cw, K*K, Ho, Wo) for the kernels.
+computes half precision (float16, bfloat16) in float32, allocates the outputs with torch,
+contiguous, and views (N, Cw, K*K, Ho*Wo) tensors as (N, Cw, K*K, Ho, Wo) for the kernels.
 """
 from __future__ import annotations
 
@@ -60,8 +60,10 @@ class KernelBackend:
     def aggregation_backward(self, grad_y, x, weight, win: Window):
         out_dtype = x.dtype
         grad_y, x, weight = self._prepare(grad_y, x, weight)
-        grad_x = torch.empty_like(x)
-        grad_w = torch.empty_like(weight)
+        # Contiguous even where x or weight is not (a permuted view keeps its strides through
+        # _prepare, and empty_like would copy them): the "cpu" kernels write outputs as flat planes.
+        grad_x = torch.empty_like(x, memory_format=torch.contiguous_format)
+        grad_w = torch.empty_like(weight, memory_format=torch.contiguous_format)
         scalars = self._scalars(win, x.dtype)
         self.launch(self.kernels.aggregation_input_grad, grad_x.numel(),
                     (self._columns(weight, win), grad_y, grad_x), scalars)
