@@ -43,6 +43,7 @@ book: setup
 
 bench: setup
 	$(BIN)/python bench/ops.py
+	$(BIN)/python bench/train_step.py
 
 # Write the Colab install cell, with the repository URL of _config.yml, into every chapter.
 colab-cells: setup

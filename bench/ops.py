@@ -72,10 +72,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
-import re
 import statistics
-import subprocess
 import sys
 import time
 from dataclasses import dataclass
@@ -83,18 +80,18 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.autograd import DeviceType
-from torch.profiler import ProfilerActivity, profile
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:  # run from a checkout without installing sanmini
-    sys.path.insert(0, str(ROOT))
+HERE = Path(__file__).resolve().parent
+for path in (HERE.parent, HERE):   # sanmini from this checkout (installed or not), bench/common.py
+    if str(path) not in sys.path:
+        sys.path.insert(0, str(path))
 
+from common import (MIB, RESULTS, ROOT, cpu_model, cpu_peak_bytes, header, median_seconds,  # noqa: E402
+                    set_threads, threads_flag, verify_cpu_peak_method, write_section)
 from sanmini import ops  # noqa: E402
 from sanmini.ops import reference  # noqa: E402
 from sanmini.ops.geometry import Window  # noqa: E402
 
-RESULTS = Path(__file__).resolve().with_name("RESULTS.md")
 CPU_HEADING = "## CPU: sanmini.ops, cpu vs torch, forward+backward"
 GPU_HEADING = "## GPU: sanmini.ops, cuda vs torch, forward+backward"
 GPU_PLACEHOLDER = ("Not measured yet: no GPU was available in the session that wrote this (the bench "
@@ -107,7 +104,6 @@ OPS = ("aggregation", "subtraction2")
 PAD_MODES = ("zeros", "reflect")
 SPEEDUP_TARGET = 3.0
 MEMORY_TARGET = 0.5
-MIB = 2 ** 20
 
 
 @dataclass(frozen=True)
@@ -175,51 +171,6 @@ def check_against_torch(case: Case, backend: str, inputs, grad_y) -> None:
 
 
 # --- CPU measurements --------------------------------------------------------------------------
-
-def median_seconds(calls: dict, repeats: int) -> dict[str, float]:
-    """Median wall seconds of each call; the calls take turns, so that a load from other processes
-    on the machine falls on all of them alike rather than on whichever runs while it lasts."""
-    times = {name: [] for name in calls}
-    for _ in range(repeats):
-        for name, fn in calls.items():
-            start = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(t) for name, t in times.items()}
-
-
-def cpu_peak_bytes(fn) -> int:
-    """Most bytes held at once by torch CPU allocations made while ``fn()`` runs (see docstring)."""
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-        fn()
-    records = [e for e in prof.profiler.kineto_results.events()
-               if e.name() == "[memory]" and e.device_type() == DeviceType.CPU]
-    records.sort(key=lambda e: e.start_ns())
-    held = peak = 0
-    for record in records:
-        held += record.nbytes()
-        peak = max(peak, held)
-    return peak
-
-
-def verify_cpu_peak_method() -> None:
-    """Check :func:`cpu_peak_bytes` on allocations of known size before trusting it."""
-    def one():
-        return torch.empty(1000, 1000)                         # 4_000_000 bytes, kept
-
-    def overlapping():
-        a = torch.empty(1000, 1000)                            # 4_000_000
-        b = torch.empty(500, 1000)                             # + 2_000_000 -> 6_000_000 held
-        del a
-        c = torch.empty(1200, 1000)                            # 2_000_000 + 4_800_000 = 6_800_000
-        return b, c
-
-    for fn, expected in ((one, 4_000_000), (overlapping, 6_800_000)):
-        got = cpu_peak_bytes(fn)
-        if got != expected:
-            sys.exit(f"peak-memory method is off: expected {expected} bytes, measured {got}; "
-                     "this torch's profiler does not record allocations as assumed")
-
 
 @dataclass
 class Row:
@@ -391,46 +342,14 @@ def gpu_table(results: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def run_text(*cmd: str) -> str:
-    try:
-        return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True,
-                              check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
-def cpu_model() -> str:
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return platform.processor() or "unknown CPU"
-    match = re.search(r"^model name\s*:\s*(.+)$", text, re.MULTILINE)
-    return match.group(1).strip() if match else platform.processor() or "unknown CPU"
-
-
-def header(batch: int, repeats: int, device_line: str, load_at_start) -> str:
-    import numba
-    threads = f" --threads {torch.get_num_threads()}" if torch.get_num_threads() != os.cpu_count() \
-        else ""
-    changed = run_text("git", "status", "--porcelain", "--untracked-files=no", "--", "sanmini")
-    dirty = " (sanmini/ has uncommitted changes)" if changed else ""
+def ops_header(batch: int, repeats: int, device_line: str, load_at_start) -> str:
     shapes = ", ".join(f"({batch}, {c}, {s}, {s}) K={k}" for c, s, k in STAGES)
-    return "\n".join([
-        f"- Date: {run_text('date', '-u')}",
-        f"- Machine: {device_line}; torch {torch.__version__}, numba {numba.__version__}, "
-        f"Python {platform.python_version()}",
-        f"- Commit: {run_text('git', 'rev-parse', '--short', 'HEAD')}{dirty}",
+    return header(device_line, [
         f"- Shapes (x; weight (B, C/8, K*K, H*W) for aggregation, x1 and x2 of x's shape for "
         f"subtraction2): {shapes}; float32, stride 1, dilation 1, padding (K-1)//2",
         f"- Median of {repeats} calls after a warm-up call, the backends taking turns; command: "
-        f"`python bench/ops.py --batch {batch} --repeats {repeats}{threads} --write`",
-        f"- Load average (1, 5, 15 min) at the start / end of the run: {_load(load_at_start)} / "
-        f"{_load(os.getloadavg())} (other processes on the machine slow both backends' times)",
-    ])
-
-
-def _load(averages) -> str:
-    return ", ".join(f"{a:.2f}" for a in averages)
+        f"`python bench/ops.py --batch {batch} --repeats {repeats}{threads_flag()} --write`",
+    ], load_at_start)
 
 
 def cpu_section(rows: list[Row], breakdown, batch: int, repeats: int, load_at_start) -> str:
@@ -438,7 +357,7 @@ def cpu_section(rows: list[Row], breakdown, batch: int, repeats: int, load_at_st
     machine = (f"{cpu_model()}, {torch.get_num_threads()} torch threads, "
                f"{numba.get_num_threads()} Numba threads, {os.cpu_count()} cores")
     misses = [r for r in rows if not (r.meets_time and r.meets_memory)]
-    parts = [CPU_HEADING, "", header(batch, repeats, machine, load_at_start), "",
+    parts = [CPU_HEADING, "", ops_header(batch, repeats, machine, load_at_start), "",
              "One call = forward, then `torch.autograd.grad` of a random upstream gradient w.r.t. "
              "all inputs. Peak = most bytes held at once by torch allocations made during the "
              "call (PyTorch profiler memory records; inputs and upstream gradient made before "
@@ -498,27 +417,17 @@ def gpu_section(results: list[dict], batch: int, repeats: int, bandwidth: float,
     props = torch.cuda.get_device_properties(0)
     machine = (f"{props.name} ({props.total_memory / 2**30:.0f} GiB), CUDA {torch.version.cuda}; "
                f"device-to-device copy bandwidth {bandwidth / 1e9:.0f} GB/s")
-    return "\n".join([GPU_HEADING, "", header(batch, repeats, machine, load_at_start), "",
+    return "\n".join([GPU_HEADING, "", ops_header(batch, repeats, machine, load_at_start), "",
                       "Device ms from CUDA events, wall ms from perf_counter with synchronize. "
                       "Traffic bound: every tensor of the call moved once at the copy bandwidth.",
                       "", gpu_table(results)])
 
 
 def write_results(section: str, heading: str) -> None:
-    """Replace this mode's section of RESULTS.md, keep the other one (or its placeholder)."""
-    sections = {CPU_HEADING: None, GPU_HEADING: f"{GPU_HEADING}\n\n{GPU_PLACEHOLDER}"}
-    if RESULTS.exists():
-        for block in re.split(r"(?m)^(?=## )", RESULTS.read_text()):
-            title = block.splitlines()[0] if block else ""
-            if title in sections:
-                sections[title] = block.strip()
-    sections[heading] = section
-    if sections[CPU_HEADING] is None:
-        sections[CPU_HEADING] = f"{CPU_HEADING}\n\nNot measured yet."
-    text = ("# Benchmarks: sanmini.ops\n\nWritten by `python bench/ops.py --write`; see the "
-            "docstring of bench/ops.py for what is measured and how.\n\n"
-            + "\n\n".join(sections.values()) + "\n")
-    RESULTS.write_text(text)
+    """Replace this mode's section of RESULTS.md; keep the other one (or its placeholder) and the
+    other benchmarks' sections."""
+    write_section(heading, section, {CPU_HEADING: f"{CPU_HEADING}\n\nNot measured yet.",
+                                     GPU_HEADING: f"{GPU_HEADING}\n\n{GPU_PLACEHOLDER}"})
 
 
 def main() -> None:
@@ -534,9 +443,7 @@ def main() -> None:
     args = parser.parse_args()
     load_at_start = os.getloadavg()
     if args.threads:
-        import numba
-        torch.set_num_threads(args.threads)
-        numba.set_num_threads(args.threads)
+        set_threads(args.threads)
 
     device = args.device or ("cuda" if torch.cuda.is_available()
                              and "cuda" in ops.available_backends() else "cpu")

@@ -75,6 +75,35 @@ def test_forward_and_one_sgd_step(name):
     assert after < loss
 
 
+@pytest.mark.parametrize("name", ["san10_pairwise", "san10_patchwise"])
+def test_recompute_trains_the_same_weights(name):
+    """``create(name, recompute=True)`` from the plain model's weights: every attention layer
+    recomputes, and two SGD steps in training mode give the same losses, gradients, weights and
+    batch-norm running statistics (float64)."""
+    torch.manual_seed(0)
+    plain = _tiny(name).double()
+    again = _tiny(name, recompute=True).double()
+    again.load_state_dict(plain.state_dict())
+    assert [m.sam.recompute for m in again.modules() if hasattr(m, "sam")] == [True] * 10
+    assert not any(m.sam.recompute for m in plain.modules() if hasattr(m, "sam"))
+    x = torch.randn(4, 3, 64, 64, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    target = torch.tensor([0, 1, 2, 3])
+    opts = [torch.optim.SGD(m.parameters(), lr=0.05, momentum=0.9) for m in (plain, again)]
+    for _ in range(2):
+        losses = []
+        for model, opt in zip((plain, again), opts):
+            loss = torch.nn.functional.cross_entropy(model.train()(x), target)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            losses.append(loss)
+        torch.testing.assert_close(losses[1], losses[0])
+        for (key, a), b in zip(plain.named_parameters(), again.parameters()):
+            torch.testing.assert_close(b.grad, a.grad, msg=key)
+    for (key, a), b in zip(plain.state_dict().items(), again.state_dict().values()):
+        torch.testing.assert_close(b, a, msg=key)
+
+
 def test_default_san_runs_at_full_size():
     model = create("san10_pairwise").eval()
     with torch.no_grad():
@@ -113,6 +142,7 @@ def test_footprint_override():
     (lambda: create("san10_pairwise", share_planes=6), r"share_planes=6 must divide the value width out_planes=16"),
     (lambda: create("san10_patchwise", position_encoding=False), r"unknown overrides \['position_encoding'\] for san10_patchwise"),
     (lambda: create("resnet26", relation="dot"), r"unknown overrides \['relation'\] for resnet26"),
+    (lambda: create("resnet26", recompute=True), r"unknown overrides \['recompute'\] for resnet26"),
     (lambda: create("san10_pairwise", layers=(1, 1)), r"layers and kernels must give 5 stages"),
 ])
 def test_bad_configuration(call, message):

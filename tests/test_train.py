@@ -199,6 +199,18 @@ def test_model_arg_values():
         == [16, True, False, (3, 7, 7), (3, 7), (1, 2), 0.5, "torch", None]
 
 
+def test_recompute_flag_and_config_key(tmp_path):
+    assert not parse_args(["D"]).recompute
+    assert parse_args(["D", "--recompute"]).recompute
+    path = tmp_path / "run.yaml"
+    path.write_text("data: D\nrecompute: true\n")
+    assert parse_args(["--config", str(path)]).recompute
+    assert not parse_args(["--config", str(path), "--no-recompute"]).recompute
+    with pytest.raises(ValueError, match="--recompute recomputes the attention weights of a SAN; "
+                                         "--model resnet26 has no attention layers"):
+        parse_args(["D", "--model", "resnet26", "--recompute"])
+
+
 def test_batch_size_must_divide_among_processes(folder, monkeypatch):
     assert per_process(256, 8) == 32
     with pytest.raises(ValueError, match="--batch-size 10 is not divisible by the number of processes, 4"):
@@ -259,6 +271,24 @@ def test_two_processes_under_torchrun_synchronise_and_only_rank_0_writes(folder,
     assert row["step"] == "3"                                                # 18 images, 2 x 4 per step
     saved = weights(out / "last.pt")
     assert all(torch.equal(saved[k], v) for k, v in ranks[0]["final"].items())
+
+
+def test_recompute_reaches_the_model_and_trains_the_same_weights(folder, tmp_path, monkeypatch):
+    """An epoch with --recompute: every attention layer checkpoints its weight branch (10 layers,
+    3 steps), and the run ends with the weights and batch-norm statistics of the run without."""
+    from sanmini.nn import recompute as module
+    calls = []
+    real = module.checkpoint
+    monkeypatch.setattr(module, "checkpoint", lambda *a, **kw: calls.append(1) or real(*a, **kw))
+    common = [str(folder), *TINY, "--epochs", "1"]
+    plain = main([*common, "--out", str(tmp_path / "plain")])
+    assert calls == []
+    again = main([*common, "--out", str(tmp_path / "recompute"), "--recompute"])
+    assert len(calls) == 10 * 3
+    assert {m.sam.recompute for m in again["model"].modules() if hasattr(m, "sam")} == {True}
+    saved = weights(tmp_path / "recompute" / "last.pt")
+    for key, value in plain["model"].state_dict().items():
+        torch.testing.assert_close(saved[key], value, msg=key)
 
 
 def test_kill_and_resume_gives_the_uninterrupted_run(folder, tmp_path):
@@ -405,6 +435,7 @@ def test_python_dash_m_entry_point(monkeypatch, capsys):
     assert exit_.value.code == 0
     text = capsys.readouterr().out
     for flag in ("--model", "--epochs", "--batch-size", "--lr", "--image-size", "--workers", "--device",
-                 "--seed", "--out", "--amp", "--resume", "--evaluate", "--weights", "--config", "--model-arg"):
+                 "--seed", "--out", "--amp", "--resume", "--evaluate", "--weights", "--config", "--model-arg",
+                 "--recompute"):
         assert f"{flag} " in text or f"{flag}," in text or f"{flag}\n" in text, flag
     assert sanmini.train.main is main

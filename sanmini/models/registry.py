@@ -26,7 +26,10 @@ def create(name: str, num_classes: int = 1000, **overrides) -> nn.Module:
     - ``kernel_size`` (one footprint for every stage) or ``kernels`` (five footprints);
     - ``position_encoding`` (pairwise only), ``share_planes``, ``width`` (stem width, default 64),
       ``layers`` (blocks per stage), ``pad_mode``;
-    - ``backend``: the ops backend of every attention layer (``"auto"`` by default).
+    - ``backend``: the ops backend of every attention layer (``"auto"`` by default);
+    - ``recompute``: recompute each attention layer's weight branch in the backward pass instead of
+      keeping its (N, C, K*K, H*W) intermediates (less memory for one more forward of the branch;
+      :mod:`sanmini.nn.recompute`), ``False`` by default.
 
     ResNets take ``width`` and ``layers``.
     """
@@ -45,7 +48,7 @@ def create(name: str, num_classes: int = 1000, **overrides) -> nn.Module:
         kernels = (overrides.pop("kernel_size"),) * 5
     layers = overrides.pop("layers", SAN_LAYERS[int(depth)])
     backend = overrides.pop("backend", "auto")
-    allowed = {"relation", "share_planes", "width", "pad_mode"}
+    allowed = {"relation", "share_planes", "width", "pad_mode", "recompute"}
     if attention == "pairwise":
         allowed.add("position_encoding")
     unknown = set(overrides) - allowed

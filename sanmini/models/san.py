@@ -21,7 +21,9 @@ STAGE_WIDTHS = (1, 4, 8, 16, 32)   # times the stem width: 64, 256, 512, 1024, 2
 
 
 class SAN(nn.Module):
-    """A self-attention network: ``layers`` blocks per stage, footprint ``kernels`` per stage."""
+    """A self-attention network: ``layers`` blocks per stage, footprint ``kernels`` per stage;
+    ``attention_kwargs`` go to every attention layer (:class:`sanmini.nn.SANBlock`), e.g.
+    ``recompute=True``."""
 
     def __init__(self, attention: str = "pairwise", layers=(2, 1, 2, 4, 1), kernels=(3, 7, 7, 7, 7),
                  num_classes: int = 1000, width: int = 64, **attention_kwargs):

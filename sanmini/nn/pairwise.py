@@ -20,6 +20,11 @@ delta is one of the paper's five:
 With ``position_encoding`` the relation is concatenated with p_i - p_j of the encoded coordinates
 (:mod:`.position`, ``conv_p``), two more channels. The defaults (subtraction, position encoding,
 reflection padding) are the reference implementation's, parameter for parameter.
+
+The weight branch, from phi(x) and psi(x) to the normalised weights alpha
+(:meth:`PairwiseAttention.weights`), holds the layer's large tensors, (N, C, K*K, L) at every step
+of gamma; ``recompute=True`` trades their memory for one more forward of that branch
+(:mod:`.recompute`).
 """
 from __future__ import annotations
 
@@ -29,6 +34,8 @@ from torch import nn
 from .gamma import gamma
 from .operators import Aggregation, Subtraction, Subtraction2, Unfold
 from .position import position_grid
+from .recompute import recompute as recompute_branch
+from .recompute import recording
 
 RELATIONS = ("summation", "subtraction", "concatenation", "hadamard", "dot")
 
@@ -45,18 +52,26 @@ def check_footprint(kernel_size: int, out_planes: int, share_planes: int) -> Non
 
 
 class PairwiseAttention(nn.Module):
-    """x (N, in_planes, H, W) -> y (N, out_planes, Ho, Wo), Eq. (2) with the relation of Eq. (3)."""
+    """x (N, in_planes, H, W) -> y (N, out_planes, Ho, Wo), Eq. (2) with the relation of Eq. (3).
+
+    ``recompute``: when autograd records (training), keep only phi(x), psi(x) and alpha of the weight
+    branch for the backward pass and run the branch again there to rebuild the rest (the relation
+    and position encoding (N, rel_planes + 2, K*K, L), gamma's batch-norm, ReLU and conv
+    intermediates of that size, its logits (N, out/share, K*K, L)): less memory
+    for one more forward of the branch, with the same outputs, gradients and batch-norm running
+    statistics (:mod:`.recompute`). No effect under ``torch.no_grad`` or in inference.
+    """
 
     def __init__(self, in_planes: int, rel_planes: int, out_planes: int, share_planes: int = 8,
                  kernel_size: int = 7, stride: int = 1, dilation: int = 1,
                  relation: str = "subtraction", position_encoding: bool = True,
-                 pad_mode: str = "reflect", backend: str = "auto"):
+                 pad_mode: str = "reflect", backend: str = "auto", recompute: bool = False):
         super().__init__()
         if relation not in RELATIONS:
             raise ValueError(f"relation must be one of {RELATIONS} for pairwise attention, "
                              f"got {relation!r}")
         check_footprint(kernel_size, out_planes, share_planes)
-        self.relation, self.position_encoding = relation, position_encoding
+        self.relation, self.position_encoding, self.recompute = relation, position_encoding, recompute
         self.conv1 = nn.Conv2d(in_planes, rel_planes, kernel_size=1)      # phi
         self.conv2 = nn.Conv2d(in_planes, rel_planes, kernel_size=1)      # psi
         self.conv3 = nn.Conv2d(in_planes, out_planes, kernel_size=1)      # beta
@@ -86,12 +101,20 @@ class PairwiseAttention(nn.Module):
             return xi * xj
         return (xi * xj).sum(dim=1, keepdim=True)                   # dot
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x1, x2, x3 = self.conv1(x), self.conv2(x), self.conv3(x)
+    def weights(self, x1: torch.Tensor, x2: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """phi(x), psi(x) (N, R, H, W), x (N, in_planes, H, W) for the grid's size and dtype ->
+        alpha (N, out/share, K*K, L): gamma(delta(x_i, x_j), p_i - p_j), softmax over j in R(i)."""
         rel = self.delta(x1, x2)                                    # (N, *, K*K, L)
         if self.position_encoding:
             grid = position_grid(x.shape[2], x.shape[3], device=x.device, dtype=x.dtype)
             pos = self.subtraction(self.conv_p(grid))               # (1, 2, K*K, L): p_i - p_j
             rel = torch.cat([rel, pos.expand(x.shape[0], -1, -1, -1).to(rel.dtype)], dim=1)
-        alpha = self.conv_w(rel).softmax(dim=2)                     # (N, out/share, K*K, L)
+        return self.conv_w(rel).softmax(dim=2)                      # (N, out/share, K*K, L)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x1, x2, x3 = self.conv1(x), self.conv2(x), self.conv3(x)
+        if self.recompute and recording(self, x1, x2, x):
+            alpha = recompute_branch(self, self.weights, x1, x2, x)
+        else:
+            alpha = self.weights(x1, x2, x)                         # (N, out/share, K*K, L)
         return self.aggregation(x3, alpha)                          # (N, out, Ho, Wo)

@@ -13,6 +13,11 @@ implementation). The relation delta is one of the paper's three:
 ``"clique"``        [phi(x_j)^T psi(x_k)] for all j, k in R(i)  K*K * K*K
 ``"concatenation"`` [phi(x_i), [psi(x_j)] for all j in R(i)]    rel_planes * (K*K + 1)
 ==================  ==========================================  ======================
+
+The weight branch, from phi(x) and psi(x) to alpha (:meth:`PatchwiseAttention.weights`), holds
+the layer's large tensors (the relation has rel_planes * (K*K + 1) channels per pixel for
+concatenation); ``recompute=True`` trades their memory for one more forward of that branch
+(:mod:`.recompute`).
 """
 from __future__ import annotations
 
@@ -22,22 +27,32 @@ from torch import nn
 from .gamma import gamma
 from .operators import Aggregation, Unfold
 from .pairwise import check_footprint
+from .recompute import recompute as recompute_branch
+from .recompute import recording
 
 RELATIONS = ("star", "clique", "concatenation")
 
 
 class PatchwiseAttention(nn.Module):
-    """x (N, in_planes, H, W) -> y (N, out_planes, Ho, Wo), Eq. (4) with the relation of Eq. (5)."""
+    """x (N, in_planes, H, W) -> y (N, out_planes, Ho, Wo), Eq. (4) with the relation of Eq. (5).
+
+    ``recompute``: when autograd records (training), keep only phi(x), psi(x) and alpha of the weight
+    branch for the backward pass and run the branch again there to rebuild the rest (the unfolded
+    footprints (N, R, K*K, L), the relation, gamma's intermediates): less memory for one more
+    forward of the branch, with the same outputs, gradients and batch-norm running statistics
+    (:mod:`.recompute`). No effect under ``torch.no_grad`` or in inference.
+    """
 
     def __init__(self, in_planes: int, rel_planes: int, out_planes: int, share_planes: int = 8,
                  kernel_size: int = 7, stride: int = 1, dilation: int = 1,
-                 relation: str = "concatenation", pad_mode: str = "reflect", backend: str = "auto"):
+                 relation: str = "concatenation", pad_mode: str = "reflect", backend: str = "auto",
+                 recompute: bool = False):
         super().__init__()
         if relation not in RELATIONS:
             raise ValueError(f"relation must be one of {RELATIONS} for patchwise attention, "
                              f"got {relation!r}")
         check_footprint(kernel_size, out_planes, share_planes)
-        self.relation, self.taps = relation, kernel_size * kernel_size
+        self.relation, self.taps, self.recompute = relation, kernel_size * kernel_size, recompute
         self.conv1 = nn.Conv2d(in_planes, rel_planes, kernel_size=1)      # phi
         self.conv2 = nn.Conv2d(in_planes, rel_planes, kernel_size=1)      # psi
         self.conv3 = nn.Conv2d(in_planes, out_planes, kernel_size=1)      # beta
@@ -62,9 +77,16 @@ class PatchwiseAttention(nn.Module):
             return pairs.reshape(n, -1, 1, pairs.shape[-1])
         return torch.cat([xi, x2j.reshape(n, -1, 1, x2j.shape[-1])], dim=1)   # concatenation
 
+    def weights(self, x1: torch.Tensor, x2: torch.Tensor) -> torch.Tensor:
+        """phi(x), psi(x) (N, R, H, W) -> alpha (N, out/share, K*K, L) = gamma(delta(x_R(i))),
+        the K*K weight vectors of each footprint, not normalised."""
+        alpha = self.conv_w(self.delta(x1, x2))                     # (N, K*K * out/share, 1, L)
+        return alpha.view(x1.shape[0], -1, self.taps, alpha.shape[-1])
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x1, x2, x3 = self.conv1(x), self.conv2(x), self.conv3(x)
-        rel = self.delta(x1, x2)                                    # (N, *, 1, L)
-        alpha = self.conv_w(rel)                                    # (N, K*K * out/share, 1, L)
-        alpha = alpha.view(x.shape[0], -1, self.taps, alpha.shape[-1])   # (N, out/share, K*K, L)
+        if self.recompute and recording(self, x1, x2):
+            alpha = recompute_branch(self, self.weights, x1, x2)
+        else:
+            alpha = self.weights(x1, x2)                            # (N, out/share, K*K, L)
         return self.aggregation(x3, alpha)                          # (N, out, Ho, Wo)

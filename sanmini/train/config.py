@@ -82,6 +82,11 @@ class TrainConfig:
     compile_backend: str = field(default="inductor", metadata=dict(
         help="torch.compile backend for --compile (aot_eager traces the same graph without "
              "generating code: quick to compile, for checking)"))
+    recompute: bool = field(default=False, metadata=dict(
+        help="recompute each SAN attention layer's weight branch (relation, position encoding, "
+             "gamma, softmax) in the backward pass instead of keeping its (N, C, K*K, H*W) "
+             "tensors: less memory for one more forward of the branch, the same weights and "
+             "batch-norm statistics (SAN models only)"))
     seed: int = field(default=0, metadata=dict(help="seed of model initialisation, shuffling and augmentation"))
     out: str | None = field(default=None, metadata=dict(metavar="DIR",
         help="output folder for last.pt, best.pt, log.csv, config.yaml (default runs/MODEL)"))
@@ -297,5 +302,8 @@ def check_config(config: TrainConfig) -> None:
                          f"got {config.stop_after_epoch}")
     if config.evaluate and not config.weights:
         raise ValueError("--evaluate needs --weights PATH: the checkpoint to evaluate")
+    if config.recompute and config.model.startswith("resnet"):
+        raise ValueError(f"--recompute recomputes the attention weights of a SAN; --model "
+                         f"{config.model} has no attention layers")
     if config.resume and config.weights:
         raise ValueError("give --resume (continue a run) or --weights (start from weights), not both")

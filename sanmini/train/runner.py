@@ -58,8 +58,10 @@ def per_process(batch_size: int, world_size: int, flag: str = "--batch-size") ->
 
 
 def build_model(config: TrainConfig, num_classes: int) -> torch.nn.Module:
+    """``sanmini.models.create`` of ``--model`` with ``--model-arg``s (and ``--recompute``)."""
+    overrides = {**config.model_args, **({"recompute": True} if config.recompute else {})}
     try:
-        return create(config.model, num_classes=num_classes, **config.model_args)
+        return create(config.model, num_classes=num_classes, **overrides)
     except (TypeError, ValueError) as err:
         args = " ".join(f"--model-arg {k}={v}" for k, v in config.model_args.items())
         raise ValueError(f"cannot build --model {config.model} {args}: {err}") from err
