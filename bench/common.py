@@ -1,9 +1,9 @@
 """What the benchmarks share: timing, CPU peak memory, the run's header, and bench/RESULTS.md.
 
 - :func:`median_seconds`: median wall seconds of calls that take turns;
-- :func:`cpu_peak_bytes`: the most bytes held at once by torch CPU allocations made while a call
-  runs, from the PyTorch profiler's allocation records (see bench/ops.py's docstring for why these
-  and not ``prof.events()``), checked first on known allocations by :func:`verify_cpu_peak_method`;
+- :func:`verify_cpu_peak_method`: checks :func:`sanmini.memory.peak_bytes`, the most bytes held at
+  once by torch CPU allocations made while a call runs (from the PyTorch profiler's allocation
+  records), on allocations of known size before a run trusts it;
 - :func:`header`: date, machine, commit, the run's own lines (shapes, command) and load average;
 - :func:`write_section`: replace one ``## `` section of bench/RESULTS.md and keep the others.
 """
@@ -19,8 +19,8 @@ import time
 from pathlib import Path
 
 import torch
-from torch.autograd import DeviceType
-from torch.profiler import ProfilerActivity, profile
+
+from sanmini.memory import peak_bytes
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).resolve().with_name("RESULTS.md")
@@ -54,23 +54,8 @@ def median_seconds(calls: dict, repeats: int) -> dict[str, float]:
     return {name: statistics.median(t) for name, t in times.items()}
 
 
-def cpu_peak_bytes(fn) -> int:
-    """Most bytes held at once by torch CPU allocations made while ``fn()`` runs: the running sum
-    of the profiler's signed allocation records (``"[memory]"`` events), in time order."""
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-        fn()
-    records = [e for e in prof.profiler.kineto_results.events()
-               if e.name() == "[memory]" and e.device_type() == DeviceType.CPU]
-    records.sort(key=lambda e: e.start_ns())
-    held = peak = 0
-    for record in records:
-        held += record.nbytes()
-        peak = max(peak, held)
-    return peak
-
-
 def verify_cpu_peak_method() -> None:
-    """Check :func:`cpu_peak_bytes` on allocations of known size before trusting it."""
+    """Check :func:`sanmini.memory.peak_bytes` on allocations of known size before trusting it."""
     def one():
         return torch.empty(1000, 1000)                         # 4_000_000 bytes, kept
 
@@ -82,7 +67,7 @@ def verify_cpu_peak_method() -> None:
         return b, c
 
     for fn, expected in ((one, 4_000_000), (overlapping, 6_800_000)):
-        got = cpu_peak_bytes(fn)
+        got = peak_bytes(fn)
         if got != expected:
             sys.exit(f"peak-memory method is off: expected {expected} bytes, measured {got}; "
                      "this torch's profiler does not record allocations as assumed")

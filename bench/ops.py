@@ -21,19 +21,14 @@ CPU mode (the default when no GPU is present): backend ``"cpu"`` (Numba) against
 
 * Time: ``time.perf_counter`` around the measured call; the median of ``--repeats`` calls.
 * Peak memory: the most bytes held at once by allocations made *during* the measured call
-  (output, gradients and every temporary; the inputs and ``grad_y``, made before, are not counted).
-  torch's CPU allocator is not visible to ``tracemalloc``, so it is read from the PyTorch profiler:
-  ``torch.profiler.profile(activities=[CPU], profile_memory=True)`` records every allocation and
-  free of torch's CPU allocator with a signed byte count and a timestamp. The raw records are taken
-  from the profiler's kineto results (every event named ``"[memory]"``), sorted by time, and the
-  peak is the maximum of their running sum. (``prof.events()`` is *not* enough: it folds each
-  allocation made inside an operator into that operator's net total and keeps as ``"[memory]"``
-  events only the unmatched records, mostly frees.) The method is checked on known cases first
-  (a single ``torch.empty`` of known size, and overlapping allocations and frees) and the bench
+  (output, gradients and every temporary; the inputs and ``grad_y``, made before, are not counted),
+  by :func:`sanmini.memory.peak_bytes`, which reads torch's CPU allocation records from the PyTorch
+  profiler (its docstring says how and why); the bench checks it on known allocations first and
   stops if it is off by a byte. Both backends allocate through torch: the ``"cpu"`` backend makes
-  its outputs and gradients with torch, and its Numba kernels allocate no arrays (they write into
-  those torch tensors through ``Tensor.numpy()`` views). Peak memory is measured on a separate,
-  profiled call, so the profiler does not slow the timed calls.
+  its outputs and gradients with torch, and its Numba kernels write into them through
+  ``Tensor.numpy()`` views (their only own arrays are a few planes of scratch per thread, which
+  this does not see). Peak memory is measured on a separate, profiled call, so the profiler does
+  not slow the timed calls.
 
 GPU mode (``torch.cuda.is_available()`` and Numba's CUDA target usable; batch 32 by default):
 backend ``"cuda"`` against ``"torch"``, on CUDA tensors.
@@ -86,9 +81,10 @@ for path in (HERE.parent, HERE):   # sanmini from this checkout (installed or no
     if str(path) not in sys.path:
         sys.path.insert(0, str(path))
 
-from common import (MIB, RESULTS, ROOT, cpu_model, cpu_peak_bytes, header, median_seconds,  # noqa: E402
+from common import (MIB, RESULTS, ROOT, cpu_model, header, median_seconds,  # noqa: E402
                     set_threads, threads_flag, verify_cpu_peak_method, write_section)
 from sanmini import ops  # noqa: E402
+from sanmini.memory import peak_bytes  # noqa: E402
 from sanmini.ops import reference  # noqa: E402
 from sanmini.ops.geometry import Window  # noqa: E402
 
@@ -204,7 +200,7 @@ def measure_cpu(case: Case, repeats: int) -> Row:
     calls = {backend: (lambda b=backend: forward_backward(case, b, inputs, grad_y))
              for backend in ("torch", "cpu")}
     times = median_seconds(calls, repeats)
-    peaks = {backend: cpu_peak_bytes(call) for backend, call in calls.items()}
+    peaks = {backend: peak_bytes(call) for backend, call in calls.items()}
     return Row(case, times["torch"], times["cpu"], peaks["torch"], peaks["cpu"])
 
 

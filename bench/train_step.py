@@ -53,7 +53,7 @@ SAN10's last stage, S / 32, is larger than the reflection padding 3 of its 7 x 7
   turns step by step (see :func:`common.median_seconds`); images/s = B / median;
 * memory: ``step`` = the most bytes held at once by torch allocations made during one more step
   (activations, gradients, temporaries), read from the PyTorch profiler's allocation records as in
-  bench/ops.py (:func:`common.cpu_peak_bytes`, checked first on known allocations); ``peak`` =
+  bench/ops.py (:func:`sanmini.memory.peak_bytes`, checked first on known allocations); ``peak`` =
   step + the bytes resident across steps (weights, momentum buffers, the batch), so that it
   compares with a GPU's ``max_memory_allocated``.
 
@@ -95,8 +95,9 @@ for path in (HERE.parent, HERE):   # sanmini from this checkout (installed or no
     if str(path) not in sys.path:
         sys.path.insert(0, str(path))
 
-from common import (MIB, RESULTS, ROOT, cpu_model, cpu_peak_bytes, header, median_seconds,  # noqa: E402
+from common import (MIB, RESULTS, ROOT, cpu_model, header, median_seconds,  # noqa: E402
                     set_threads, threads_flag, verify_cpu_peak_method, write_section)
+from sanmini.memory import peak_bytes  # noqa: E402
 from sanmini.models import create  # noqa: E402
 from sanmini.nn.operators import _Footprint  # noqa: E402
 from sanmini.ops import functional  # noqa: E402
@@ -241,16 +242,6 @@ def cuda_step_seconds(trainer: Trainer) -> float:
     return start.elapsed_time(end) / 1e3
 
 
-def cuda_peak_bytes(trainer: Trainer) -> int:
-    """Bytes allocated at the peak of one step beyond what was allocated before it."""
-    torch.cuda.synchronize()
-    torch.cuda.reset_peak_memory_stats()
-    before = torch.cuda.memory_allocated()
-    trainer.step()
-    torch.cuda.synchronize()
-    return torch.cuda.max_memory_allocated() - before
-
-
 @dataclass
 class Row:
     model: str
@@ -293,10 +284,10 @@ def measure(name: str, args, device: torch.device, ops_backend: str) -> list[Row
             for mode_name, trainer in trainers.items():   # taking turns, as on the CPU
                 times[mode_name].append(cuda_step_seconds(trainer))
         seconds = {m: statistics.median(t) for m, t in times.items()}
-        step_bytes = {m: cuda_peak_bytes(t) for m, t in trainers.items()}
+        step_bytes = {m: peak_bytes(t.step, device) for m, t in trainers.items()}
     else:
         seconds = median_seconds({m: t.step for m, t in trainers.items()}, args.repeats)
-        step_bytes = {m: cpu_peak_bytes(t.step) for m, t in trainers.items()}
+        step_bytes = {m: peak_bytes(t.step) for m, t in trainers.items()}
     rows = [Row(name, m, seconds[m], step_bytes[m], t.resident_bytes(), exact.get(m), errors[m],
                 args.batch) for m, t in trainers.items()]
     print(f"measured {name}", file=sys.stderr)
