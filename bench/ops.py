@@ -35,8 +35,9 @@ backend ``"cuda"`` against ``"torch"``, on CUDA tensors.
 
 * Device time: CUDA events recorded before and after the measured call; wall time:
   ``perf_counter`` around the call and a ``torch.cuda.synchronize()``; medians of ``--repeats``.
-* Peak memory: ``torch.cuda.max_memory_allocated()`` after ``reset_peak_memory_stats()``, minus
-  the memory allocated before the call (both backends allocate through torch's CUDA allocator).
+* Peak memory: :func:`sanmini.memory.peak_bytes` on CUDA, ``torch.cuda.max_memory_allocated()``
+  after ``reset_peak_memory_stats()`` minus the memory allocated before the call (both backends
+  allocate through torch's CUDA allocator).
 * Memory-traffic bound: the bytes of every tensor of the call moved once (inputs, output, upstream
   gradient, input gradients) divided by the device-to-device copy bandwidth measured here
   (``2 * bytes / time`` of a 512 MiB ``Tensor.copy_``, read plus write). No fwd+bwd can beat it.
@@ -286,14 +287,9 @@ def measure_gpu(case: Case, repeats: int, bandwidth: float) -> dict:
             torch.cuda.synchronize()
             wall_s.append(time.perf_counter() - t0)
             device_s.append(start.elapsed_time(end) / 1e3)
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-        before = torch.cuda.memory_allocated()
-        forward_backward(case, backend, inputs, grad_y)
-        torch.cuda.synchronize()
+        peak = peak_bytes(lambda: forward_backward(case, backend, inputs, grad_y), "cuda")
         result[backend] = {"device_s": statistics.median(device_s),
-                           "wall_s": statistics.median(wall_s),
-                           "peak": torch.cuda.max_memory_allocated() - before}
+                           "wall_s": statistics.median(wall_s), "peak": peak}
     return result
 
 
