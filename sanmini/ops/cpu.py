@@ -44,10 +44,16 @@ from .elementwise import build
 from .kernel_backend import KernelBackend
 
 _m = build(numba.njit)
+
+# Compiling these kernels takes about 20 s per process. With NUMBA_CACHE_DIR set, Numba keeps them
+# on disk there and later processes load them. Numba checks only the date of this file, not of
+# elementwise.py, whose ``source`` the kernels call: a cache directory must therefore belong to
+# one version of sanmini.ops (the Makefile names it after a hash of sanmini/ops/*.py).
+CACHE = bool(numba.config.CACHE_DIR)
 source = _m.source
 
 
-@numba.njit
+@numba.njit(cache=CACHE)
 def _layout(H, W, Wo, K, stride, padding, dilation, reflect):
     """Index tables for :func:`_shift` and :func:`_unshift`, computed once per kernel call.
 
@@ -159,7 +165,7 @@ def _multiply_add(out, a, b):
         out[i] += a[i] * b[i]
 
 
-@numba.njit(parallel=True)
+@numba.njit(parallel=True, cache=CACHE)
 def aggregation_forward(x, weight, y, K, stride, padding, dilation, reflect, acc):
     """x (N, C, H, W), weight (N, Cw, K*K, Ho, Wo) -> y (N, C, Ho, Wo)."""
     N, C, Ho, Wo = y.shape
@@ -182,7 +188,7 @@ def aggregation_forward(x, weight, y, K, stride, padding, dilation, reflect, acc
                 _multiply_add(out, w[ki * K + kj], copies[kj, t:t + L])
 
 
-@numba.njit(parallel=True)
+@numba.njit(parallel=True, cache=CACHE)
 def aggregation_input_grad(weight, grad_y, grad_x, K, stride, padding, dilation, reflect, acc):
     """weight (N, Cw, K*K, Ho, Wo), grad_y (N, C, Ho, Wo) -> grad_x (N, C, H, W)."""
     N, C = grad_x.shape[0], grad_x.shape[1]
@@ -205,7 +211,7 @@ def aggregation_input_grad(weight, grad_y, grad_x, K, stride, padding, dilation,
             _unshift(grad_x[n, c], copies[kj], kj, tables)
 
 
-@numba.njit(parallel=True)
+@numba.njit(parallel=True, cache=CACHE)
 def aggregation_weight_grad(x, grad_y, grad_w, K, stride, padding, dilation, reflect, acc):
     """x (N, C, H, W), grad_y (N, C, Ho, Wo) -> grad_w (N, Cw, K*K, Ho, Wo)."""
     N, Cw, KK, Ho, Wo = grad_w.shape
@@ -228,7 +234,7 @@ def aggregation_weight_grad(x, grad_y, grad_w, K, stride, padding, dilation, ref
                     _multiply_add(out[ki * K + kj], grad_y[n, c], copies[kj, t:t + L])
 
 
-@numba.njit(parallel=True)
+@numba.njit(parallel=True, cache=CACHE)
 def subtraction_forward(x1, x2, y, K, stride, padding, dilation, reflect, acc):
     """x1, x2 (N, C, H, W) -> y (N, C, K*K, Ho, Wo)."""
     N, C, KK, Ho, Wo = y.shape
@@ -252,7 +258,7 @@ def subtraction_forward(x1, x2, y, K, stride, padding, dilation, reflect, acc):
                 _difference(out[ki * K + kj], centre, copies[kj, t:t + L])
 
 
-@numba.njit(parallel=True)
+@numba.njit(parallel=True, cache=CACHE)
 def subtraction_backward(grad, grad_x1, grad_x2, K, stride, padding, dilation, reflect, acc):
     """grad (N, C, K*K, Ho, Wo) -> grad_x1, grad_x2 (N, C, H, W)."""
     N, C, KK, Ho, Wo = grad.shape
