@@ -194,6 +194,29 @@ def test_recompute_gives_the_same_outputs_gradients_and_running_statistics(make,
     assert {int(b) for k, b in again.named_buffers() if k.endswith("num_batches_tracked")} == {2}
 
 
+@pytest.mark.parametrize("backend", ["torch", "cpu"])
+@pytest.mark.parametrize("attention", ["pairwise", "patchwise"])
+def test_recompute_under_bfloat16_autocast(attention, backend):
+    """Under torch.autocast(bfloat16) the recomputation runs in the autocast state of the first
+    forward, so a block gives the plain block's output, gradients and running statistics."""
+    plain, again = (set_backend(m.float(), backend) for m in
+                    _twins(lambda on: SANBlock(32, attention, kernel_size=K, share_planes=4, recompute=on)))
+    x = torch.randn(N, 32, H, W, generator=torch.Generator().manual_seed(0))
+    results = []
+    for m in (plain, again):
+        xi = x.clone().requires_grad_()
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            y = m.train()(xi)
+        y.float().sin().sum().backward()
+        results.append((y, xi.grad))
+    torch.testing.assert_close(results[1][0], results[0][0], rtol=0, atol=0)
+    torch.testing.assert_close(results[1][1], results[0][1])
+    for (key, a), b in zip(plain.named_parameters(), again.parameters()):
+        torch.testing.assert_close(b.grad, a.grad, msg=key)
+    for (key, a), b in zip(plain.named_buffers(), again.buffers()):
+        torch.testing.assert_close(b, a, msg=key, rtol=0, atol=0)
+
+
 def test_recompute_checkpoints_only_when_autograd_records(monkeypatch):
     """Training with gradients: one checkpoint per attention layer and step. no_grad, inference
     mode and frozen weights with an input needing no gradient: none, and the same outputs."""
