@@ -34,10 +34,20 @@ $(STAMP): requirements.lock pyproject.toml package-lock.json
 	cp -r node_modules/mathjax/es5/ui node_modules/mathjax/es5/a11y _vendor/mathjax/
 	touch $@
 
-# Every test, and every chapter of the book run top to bottom by nbval (its asserts are tests).
-# The browser tests read the site that `book` builds first.
-test: book
-	$(BIN)/python -m pytest tests book --nbval-lax
+# Every test, and every chapter of the book run top to bottom by nbval (its asserts are tests), in
+# two rounds that keep both cores busy. First the book is built (its log in _build/book.log) while
+# the library's tests run beside it; then the chapters run under nbval, two at a time, with the
+# models the build trained now in the cache, and the browser tests read the site just built. Each
+# process computes on one thread, torch's and Numba's: two processes that each asked for both
+# cores would spin waiting on each other at every parallel loop.
+ONE_THREAD := OMP_NUM_THREADS=1 NUMBA_NUM_THREADS=1
+test: setup
+	mkdir -p _build
+	$(ONE_THREAD) $(MAKE) --no-print-directory book >_build/book.log 2>&1 & book=$$!; \
+	  status=0; $(ONE_THREAD) $(BIN)/python -m pytest tests --ignore=tests/test_browser.py || status=$$?; \
+	  wait $$book || { tail -n 60 _build/book.log; echo "make book failed: see _build/book.log"; exit 1; }; \
+	  echo "make book: built _build/html (log: _build/book.log)"; exit $$status
+	$(ONE_THREAD) $(BIN)/python -m pytest -n 2 --dist loadscope book tests/test_browser.py --nbval-lax
 
 # Warnings are errors (-W): a broken reference or citation fails the build. The explorers of the
 # published page are self-contained HTML; live widgets are left to Jupyter and Colab.

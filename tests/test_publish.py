@@ -52,7 +52,9 @@ def test_workflow_builds_with_make_book_and_deploys_main_only():
 def test_wheel_installs_into_a_clean_venv(tmp_path):
     """python -m build, then pip install of the wheel into a fresh venv (no --system-site-packages),
     then sanmini's operators and a model run there. requirements.lock only pins versions (-c), so
-    that pip's cache serves torch; it adds no package the wheel does not declare."""
+    that pip's cache serves torch; it adds no package the wheel does not declare. --no-compile
+    skips byte-compiling torch's thousands of modules (a minute), which the one import here does
+    not need."""
     dist = tmp_path / "dist"
     subprocess.run([sys.executable, "-m", "build", "--wheel", "--outdir", str(dist), str(ROOT)],
                    check=True, capture_output=True, text=True)
@@ -61,7 +63,7 @@ def test_wheel_installs_into_a_clean_venv(tmp_path):
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     python = venv / "bin" / "python"
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV", "NUMBA_ENABLE_CUDASIM")}
-    install = subprocess.run([str(python), "-m", "pip", "install", "-q", str(wheel), "-c",
+    install = subprocess.run([str(python), "-m", "pip", "install", "-q", "--no-compile", str(wheel), "-c",
                               str(ROOT / "requirements.lock")], capture_output=True, text=True, env=env)
     assert install.returncode == 0, install.stderr[-3000:]
     check = ("import torch, sanmini, sanmini.ops.cpu\n"
