@@ -52,6 +52,7 @@ def test_train_with_compile_gives_the_eager_weights(tmp_path):
         save_image_folder(list(zip(images[:n], labels[:n])), tmp_path / "data", split, ["a", "b", "c"])
     common = [str(tmp_path / "data"), "--model", "san10_pairwise", "--model-arg", "width=16",
               "--model-arg", "share_planes=4", "--model-arg", "kernel_size=3", "--model-arg", "backend=torch",
+              "--model-arg", "layers=1,1,1,1,1",
               "--image-size", "64", "--epochs", "1", "--batch-size", "6", "--workers", "0", "--no-progress"]
     plain = main([*common, "--out", str(tmp_path / "plain")])
     compiled = main([*common, "--out", str(tmp_path / "compiled"), "--compile", "--compile-backend", "aot_eager"])
