@@ -35,19 +35,25 @@ $(STAMP): requirements.lock pyproject.toml package-lock.json
 	touch $@
 
 # Every test, and every chapter of the book run top to bottom by nbval (its asserts are tests), in
-# two rounds that keep both cores busy. First the book is built (its log in _build/book.log) while
-# the library's tests run beside it; then the chapters run under nbval, two at a time, with the
-# models the build trained now in the cache, and the browser tests read the site just built. Each
-# process computes on one thread, torch's and Numba's: two processes that each asked for both
-# cores would spin waiting on each other at every parallel loop.
+# two lines of work that keep both cores busy. The library's tests run from the start (their log,
+# printed at the end, in _build/tests.log). Beside them the book is built (log: _build/book.log),
+# and then the chapters run under nbval, two at a time, with the models the build trained now in
+# the cache, and the browser tests read the site just built. Each process computes on one thread,
+# torch's and Numba's: processes that each asked for both cores would spin waiting on each other
+# at every parallel loop.
 ONE_THREAD := OMP_NUM_THREADS=1 NUMBA_NUM_THREADS=1
 test: setup
 	mkdir -p _build
-	$(ONE_THREAD) $(MAKE) --no-print-directory book >_build/book.log 2>&1 & book=$$!; \
-	  status=0; $(ONE_THREAD) $(BIN)/python -m pytest tests --ignore=tests/test_browser.py || status=$$?; \
-	  wait $$book || { tail -n 60 _build/book.log; echo "make book failed: see _build/book.log"; exit 1; }; \
-	  echo "make book: built _build/html (log: _build/book.log)"; exit $$status
-	$(ONE_THREAD) $(BIN)/python -m pytest -n 2 --dist loadscope book tests/test_browser.py --nbval-lax
+	$(ONE_THREAD) $(BIN)/python -m pytest tests --ignore=tests/test_browser.py >_build/tests.log 2>&1 & tests=$$!; \
+	  status=0; \
+	  if $(ONE_THREAD) $(MAKE) --no-print-directory book >_build/book.log 2>&1; then \
+	    echo "make book: built _build/html (log: _build/book.log)"; \
+	    $(ONE_THREAD) $(BIN)/python -m pytest -n 2 --dist loadscope book tests/test_browser.py --nbval-lax || status=$$?; \
+	  else \
+	    tail -n 60 _build/book.log; echo "make book failed: see _build/book.log"; status=1; \
+	  fi; \
+	  wait $$tests || status=1; \
+	  echo "The library's tests (log: _build/tests.log):"; cat _build/tests.log; exit $$status
 
 # Warnings are errors (-W): a broken reference or citation fails the build. The explorers of the
 # published page are self-contained HTML; live widgets are left to Jupyter and Colab.
