@@ -2,7 +2,7 @@
 import torch
 
 from sanmini.models import denoiser
-from sanmini.models.denoiser import Denoiser, fit_denoiser, load_photos, noisy_batch, psnr, trained_denoiser
+from sanmini.models.denoiser import Denoiser, fit_denoiser, load_photos, psnr, trained_denoiser
 
 
 def test_photos_ship_with_scikit_image():
