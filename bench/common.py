@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 
 from sanmini.memory import peak_bytes
+from sanmini.train.runner import cpu_has_bfloat16
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).resolve().with_name("RESULTS.md")
@@ -81,26 +82,15 @@ def run_text(*cmd: str) -> str:
         return "unknown"
 
 
-def _cpuinfo(field: str) -> str | None:
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return None
-    match = re.search(rf"^{field}\s*:\s*(.+)$", text, re.MULTILINE)
-    return match.group(1).strip() if match else None
-
-
-def cpu_has_bfloat16() -> bool:
-    """Whether the CPU has bfloat16 instructions (AVX-512 BF16 or AMX). Without them torch converts
-    bfloat16 in software, and a step under autocast to it is several times slower than in float32
-    rather than faster."""
-    return bool({"avx512_bf16", "amx_bf16"} & set((_cpuinfo("flags") or "").split()))
-
-
 def cpu_model() -> str:
     """The CPU's model name, the vector instructions torch's CPU kernels use on it (its "CPU
-    capability": AVX2, AVX512, ...) and whether it has bfloat16 instructions."""
-    name = _cpuinfo("model name") or platform.processor() or "unknown CPU"
+    capability": AVX2, AVX512, ...) and whether it has bfloat16 instructions (without them torch
+    converts bfloat16 in software, and autocast to it is several times slower than float32)."""
+    try:
+        match = re.search(r"^model name\s*:\s*(.+)$", Path("/proc/cpuinfo").read_text(), re.MULTILINE)
+    except OSError:
+        match = None
+    name = match.group(1).strip() if match else platform.processor() or "unknown CPU"
     return (f"{name} ({torch.backends.cpu.get_cpu_capability()}, "
             f"{'with' if cpu_has_bfloat16() else 'no'} bfloat16 instructions)")
 

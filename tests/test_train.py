@@ -416,9 +416,12 @@ def test_bad_data_errors_name_the_path(folder, tmp_path):
         main([str(folder), *argv, "--num-classes", "5"])
 
 
-@pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
+@pytest.mark.parametrize("dtype, native_bfloat16", [("bfloat16", True), ("bfloat16", False), ("float16", False)])
 @pytest.mark.filterwarnings("ignore:Detected call of `lr_scheduler.step\\(\\)` before")   # GradScaler skips a step
-def test_mixed_precision_on_cpu(folder, tmp_path, dtype):
+def test_mixed_precision_on_cpu(folder, tmp_path, dtype, native_bfloat16, monkeypatch, capsys):
+    """--amp trains on a CPU in both dtypes; bfloat16 on a CPU without bfloat16 instructions (here
+    pretended, either way) warns that it is slow there, and only then."""
+    monkeypatch.setattr(run_module, "cpu_has_bfloat16", lambda: native_bfloat16)
     result = main([str(folder), "--model", "resnet26", "--model-arg", "width=8", "--image-size", "64",
                    "--batch-size", "6", "--workers", "0", "--no-progress", "--epochs", "1", "--amp",
                    "--amp-dtype", dtype, "--out", str(tmp_path)])
@@ -426,6 +429,17 @@ def test_mixed_precision_on_cpu(folder, tmp_path, dtype):
     assert math.isfinite(row["train_loss"]) and math.isfinite(row["val_loss"])
     scaler = torch.load(tmp_path / "last.pt", weights_only=True)["scaler"]
     assert bool(scaler) == (dtype == "float16")                  # a GradScaler for float16 only
+    warned = "warning: --amp with bfloat16 on a CPU without bfloat16 instructions" in capsys.readouterr().out
+    assert warned == (dtype == "bfloat16" and not native_bfloat16)
+
+
+def test_cpu_has_bfloat16_reads_the_cpu_flags():
+    """torch's detection agrees with the flags the kernel reports in /proc/cpuinfo."""
+    flags = next((line.split(":", 1)[1].split() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                  if line.startswith("flags")), None)
+    if flags is None:
+        pytest.skip("no /proc/cpuinfo flags on this machine")
+    assert run_module.cpu_has_bfloat16() == bool({"avx512_bf16", "amx_bf16"} & set(flags))
 
 
 def test_python_dash_m_entry_point(monkeypatch, capsys):

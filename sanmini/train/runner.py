@@ -74,6 +74,27 @@ def resolve_num_classes(config: TrainConfig, classes: list[str], split: str) -> 
     return len(classes)
 
 
+def cpu_has_bfloat16() -> bool:
+    """Whether this CPU has bfloat16 instructions (AVX-512 BF16 or AMX), as torch detects them.
+    True where this torch cannot tell."""
+    probes = [getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
+    return any(probe is None or probe() for probe in probes)
+
+
+def autocast_dtype(config: TrainConfig, world: World) -> torch.dtype | None:
+    """``--amp``'s dtype, or None without ``--amp``. On a CPU without bfloat16 instructions torch
+    converts bfloat16 in software, and a step under autocast to it takes several times as long as
+    in float32 (5 to 14 times in bench/RESULTS.md): rank 0 warns, and the run goes on."""
+    if not config.amp:
+        return None
+    dtype = getattr(torch, config.amp_dtype)
+    if world.is_main and world.device.type == "cpu" and dtype == torch.bfloat16 and not cpu_has_bfloat16():
+        tqdm.write("warning: --amp with bfloat16 on a CPU without bfloat16 instructions (AVX-512 BF16 "
+                   "or AMX): torch converts bfloat16 in software here, and a step takes several times "
+                   "as long as in float32; leave out --amp on this machine")
+    return dtype
+
+
 def use_channels_last(config: TrainConfig, device: torch.device) -> bool:
     if config.channels_last != "auto":
         return config.channels_last == "on"
@@ -139,7 +160,7 @@ def train(config: TrainConfig, world: World) -> dict:
     optimizer = make_optimizer(model, lr, config.momentum, config.weight_decay, config.decay_norm_and_bias)
     scheduler = make_scheduler(optimizer, len(train_loader), config.epochs, config.warmup_epochs,
                                config.schedule_per_step)
-    amp_dtype = getattr(torch, config.amp_dtype) if config.amp else None
+    amp_dtype = autocast_dtype(config, world)
     scaler = torch.amp.GradScaler(world.device.type, enabled=amp_dtype == torch.float16)
 
     start_epoch, best = 0, {"top1": -1.0, "top5": 0.0, "epoch": 0}
@@ -234,7 +255,7 @@ def evaluate_weights(config: TrainConfig, world: World) -> dict:
     model = model.to(world.device, memory_format=memory_format)
     val_set = image_folder(config.data, "val", eval_transform(config.image_size, config.val_resize))
     loader = _loader(Subset(val_set, range(world.rank, len(val_set), world.size)), val_batch, config, world)
-    amp_dtype = getattr(torch, config.amp_dtype) if config.amp else None
+    amp_dtype = autocast_dtype(config, world)
     stats = evaluate(model, loader, world, amp_dtype, memory_format, progress=config.progress)
     if world.is_main:
         print(f"sanmini.train --evaluate: {config.model} with {config.weights} on "
