@@ -97,12 +97,12 @@ for path in (HERE.parent, HERE):   # sanmini from this checkout (installed or no
     if str(path) not in sys.path:
         sys.path.insert(0, str(path))
 
-from common import (MIB, RESULTS, ROOT, cpu_has_bfloat16, cpu_model, header,  # noqa: E402
-                    median_seconds, set_threads, threads_flag, verify_cpu_peak_method,
-                    write_section)
+from common import (MIB, RESULTS, ROOT, cpu_model, header, median_seconds,  # noqa: E402
+                    set_threads, threads_flag, verify_cpu_peak_method, write_section)
 from sanmini.memory import peak_bytes  # noqa: E402
 from sanmini.models import create  # noqa: E402
 from sanmini.nn.operators import _Footprint  # noqa: E402
+from sanmini.train.runner import cpu_has_bfloat16  # noqa: E402
 from sanmini.ops import functional  # noqa: E402
 
 MODELS = ("san10_pairwise", "san10_patchwise", "resnet26")
@@ -401,9 +401,9 @@ def section(rows: list[Row], args, device: torch.device, ops_backend: str, load_
              "recompute=True; ops+bf16 = ops under torch.autocast(bfloat16); compile = "
              "torch.compile of ops. Every mode starts from the same weights: the model's initial "
              "ones with the batch norms' shifts moved off zero (see initial_state). Check columns: "
-             "the largest relative error of the logits against the baseline's: over two steps of float64 copies on 2 "
-             "images (the bench stops above 1e-8), and at the first step of the timed model "
-             "(stops above 1e-3 in float32, 0.5 in bfloat16).", "",
+             "the largest relative error of the logits against the baseline's: over two steps of "
+             "float64 copies on 2 images (the bench stops above 1e-8), and at the first step of "
+             "the timed model (stops above 1e-3 in float32, 0.5 in bfloat16).", "",
              table(rows), ""]
     if device.type == "cuda":
         parts += ["Against the issue's goals:", "", *gpu_goal_lines(rows), ""]
