@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 from sanmini.memory import peak_bytes
-from sanmini.train.runner import cpu_has_bfloat16
+from sanmini.cpu_settings import has_bfloat16 as cpu_has_bfloat16
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).resolve().with_name("RESULTS.md")

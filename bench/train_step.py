@@ -102,7 +102,7 @@ from common import (MIB, RESULTS, ROOT, cpu_model, header, median_seconds,  # no
 from sanmini.memory import peak_bytes  # noqa: E402
 from sanmini.models import create  # noqa: E402
 from sanmini.nn.operators import _Footprint  # noqa: E402
-from sanmini.train.runner import cpu_has_bfloat16  # noqa: E402
+from sanmini.cpu_settings import has_bfloat16 as cpu_has_bfloat16  # noqa: E402
 from sanmini.ops import functional  # noqa: E402
 
 MODELS = ("san10_pairwise", "san10_patchwise", "resnet26")

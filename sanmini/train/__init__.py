@@ -11,9 +11,11 @@ GPUs, gloo between CPU processes), with the recipe of Zhao et al., CVPR 2020 as 
 - :mod:`.runlog`: the CSV log, epoch lines and the summary;
 - :mod:`.runner`: the run itself (:func:`main`, :func:`train`, :func:`evaluate_weights`).
 """
+from .checkpoint import seed_everything
 from .config import TrainConfig, parse_args
-from .recipe import SmoothedCrossEntropy, lr_factor, make_optimizer, make_scheduler, param_groups
-from .runner import evaluate_weights, main, run, train
+from .recipe import SmoothedCrossEntropy, lr_factor, make_optimizer, make_scheduler, param_groups, step_size
+from .runner import evaluate_weights, main, per_process, run, train
 
 __all__ = ["TrainConfig", "parse_args", "main", "run", "train", "evaluate_weights",
-           "SmoothedCrossEntropy", "lr_factor", "make_optimizer", "make_scheduler", "param_groups"]
+           "SmoothedCrossEntropy", "lr_factor", "make_optimizer", "make_scheduler", "param_groups", "step_size",
+           "per_process", "seed_everything"]
