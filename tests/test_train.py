@@ -410,6 +410,7 @@ def test_bad_data_errors_name_the_path(folder, tmp_path):
         main([str(broken), *argv, "--batch-size", "6"])
     for image in (broken / "val" / "cherry").iterdir():
         image.unlink()
+    argv[-1] = str(tmp_path / "run2")     # the run above crashed in its first epoch, after writing config.yaml
     with pytest.raises(ValueError, match=f"class folder {broken / 'val' / 'cherry'} has no images"):
         main([str(broken), *argv])
     with pytest.raises(ValueError, match="--num-classes 5, but .* has 3 class folders"):
@@ -453,3 +454,39 @@ def test_python_dash_m_entry_point(monkeypatch, capsys):
                  "--recompute"):
         assert f"{flag} " in text or f"{flag}," in text or f"{flag}\n" in text, flag
     assert sanmini.train.main is main
+
+
+def test_a_new_run_never_destroys_an_old_one(folder, tmp_path):
+    out = tmp_path / "run"
+    argv = [str(folder), *TINY, "--epochs", "1", "--out", str(out)]
+    main(argv)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert set(before) == {"last.pt", "best.pt", "log.csv", "config.yaml"}
+    # Refused before any work, every file as it was.
+    with pytest.raises(ValueError, match=f"--out {out} holds a run .*--resume {out / 'last.pt'}.*--overwrite"):
+        main([*argv, "--lr", "0.2"])
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    # --overwrite starts over there, after moving the old run aside: nothing is deleted.
+    main([*argv, "--overwrite", "--lr", "0.2"])
+    moved = [p for p in out.iterdir() if p.name.startswith("replaced-")]
+    assert len(moved) == 1 and {p.name: p.read_bytes() for p in moved[0].iterdir()} == before
+    assert "lr: 0.2" in (out / "config.yaml").read_text()
+    with pytest.raises(ValueError, match="--resume .* or --overwrite .*not both"):
+        parse_args([*argv, "--overwrite", "--resume", str(out / "last.pt")])
+
+
+@pytest.mark.parametrize("flag", ["--lr", "--momentum", "--weight-decay", "--warmup-epochs", "--crop-min-scale"])
+@pytest.mark.parametrize("value", ["nan", "inf"])
+def test_non_finite_settings_are_refused_at_start_up(flag, value):
+    with pytest.raises(ValueError, match=f"{flag} must be a finite number, got {value}"):
+        parse_args(["data", flag, value])
+
+
+def test_the_command_line_prints_one_line_for_a_user_error(tmp_path):
+    command = [sys.executable, "-m", "sanmini.train", str(tmp_path / "nowhere"), "--epochs", "1"]
+    done = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path)
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"sanmini.train: error: data folder {tmp_path / 'nowhere'} ")
+    debug = subprocess.run([*command, "--debug"], capture_output=True, text=True, cwd=tmp_path)
+    assert debug.returncode == 1 and "Traceback" in debug.stderr and "FileNotFoundError" in debug.stderr

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import ast
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -90,6 +91,9 @@ class TrainConfig:
     seed: int = field(default=0, metadata=dict(help="seed of model initialisation, shuffling and augmentation"))
     out: str | None = field(default=None, metadata=dict(metavar="DIR",
         help="output folder for last.pt, best.pt, log.csv, config.yaml (default runs/MODEL)"))
+    overwrite: bool = field(default=False, metadata=dict(
+        help="start a new run in an --out folder that holds one: its files are first moved to "
+             "OUT/replaced-DATE-TIME/ (nothing is deleted); without it such a folder is refused"))
     resume: str | None = field(default=None, metadata=dict(metavar="PATH",
         help="continue a run from its checkpoint (e.g. OUT/last.pt), exactly where it stopped"))
     evaluate: bool = field(default=False, metadata=dict(
@@ -232,6 +236,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train (or evaluate) a sanmini.models network on an ImageNet-style folder, "
                     "on one device or, under torchrun, on many. Defaults: the recipe of Zhao et "
                     "al., CVPR 2020.")
+    parser.add_argument("--debug", action="store_true",
+                        help="show the Python traceback of an error instead of its one-line message")
     parser.add_argument("--config", metavar="FILE", help="a YAML or TOML file setting any of the options below "
                                          "by name (e.g. batch_size: 64); flags override it")
     for name, f in FIELDS.items():
@@ -286,6 +292,9 @@ def check_config(config: TrainConfig) -> None:
         value = getattr(config, name)
         if value is not None and value < 1:
             raise ValueError(f"{_flag(name)} must be at least 1, got {value}")
+    for name in ("lr", "momentum", "weight_decay", "warmup_epochs", "crop_min_scale", "label_smoothing"):
+        if not math.isfinite(getattr(config, name)):
+            raise ValueError(f"{_flag(name)} must be a finite number, got {getattr(config, name)}")
     for name in ("lr", "momentum", "weight_decay", "warmup_epochs", "workers"):
         if getattr(config, name) < 0:
             raise ValueError(f"{_flag(name)} must not be negative, got {getattr(config, name)}")
@@ -305,5 +314,8 @@ def check_config(config: TrainConfig) -> None:
     if config.recompute and config.model.startswith("resnet"):
         raise ValueError(f"--recompute recomputes the attention weights of a SAN; --model "
                          f"{config.model} has no attention layers")
+    if config.resume and config.overwrite:
+        raise ValueError("give --resume (continue the run in --out) or --overwrite (start a new one "
+                         "there), not both")
     if config.resume and config.weights:
         raise ValueError("give --resume (continue a run) or --weights (start from weights), not both")

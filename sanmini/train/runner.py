@@ -12,6 +12,7 @@
 """
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import torch
@@ -21,6 +22,7 @@ from torch.utils.data import DataLoader, Subset
 from torch.utils.data.distributed import DistributedSampler
 from tqdm.auto import tqdm
 
+from ..cpu_settings import has_bfloat16 as cpu_has_bfloat16
 from ..data.folders import check_image_folder, eval_transform, image_folder, train_transform
 from ..models import check_state_dict, create, load_pretrained
 from . import checkpoint as ckpt
@@ -74,13 +76,6 @@ def resolve_num_classes(config: TrainConfig, classes: list[str], split: str) -> 
     return len(classes)
 
 
-def cpu_has_bfloat16() -> bool:
-    """Whether this CPU has bfloat16 instructions (AVX-512 BF16 or AMX), as torch detects them.
-    True where this torch cannot tell."""
-    probes = [getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
-    return any(probe is None or probe() for probe in probes)
-
-
 def autocast_dtype(config: TrainConfig, world: World) -> torch.dtype | None:
     """``--amp``'s dtype, or None without ``--amp``. On a CPU without bfloat16 instructions torch
     converts bfloat16 in software, and a step under autocast to it takes several times as long as
@@ -123,7 +118,31 @@ def check_resumable(checkpoint, config: TrainConfig, path) -> None:
 
 # --- training --------------------------------------------------------------------------------
 
+RUN_FILES = ("last.pt", "best.pt", "log.csv", "config.yaml")   # what a run writes to --out
+
+
+def claim_out_dir(config: TrainConfig, world: World) -> None:
+    """A new run never destroys an old one. An ``--out`` folder holding a run's files is refused
+    unless the run continues it (``--resume``) or ``--overwrite`` is given; then rank 0 first moves
+    the old files to ``OUT/replaced-DATE-TIME/`` and says so."""
+    out = config.out_dir
+    held = [name for name in RUN_FILES if (out / name).exists()]
+    if not held or config.resume:
+        return
+    if not config.overwrite:
+        raise ValueError(f"--out {out} holds a run ({', '.join(held)}): continue it with --resume "
+                         f"{out / 'last.pt'}, choose another --out, or give --overwrite to start a new "
+                         f"run there (the old files are first moved to {out / 'replaced-DATE-TIME'})")
+    if world.is_main:
+        moved = out / f"replaced-{time.strftime('%Y%m%d-%H%M%S')}"
+        moved.mkdir()
+        for name in held:
+            (out / name).rename(moved / name)
+        tqdm.write(f"sanmini.train: --overwrite: the earlier run's {', '.join(held)} moved to {moved}")
+
+
 def train(config: TrainConfig, world: World) -> dict:
+    claim_out_dir(config, world)
     batch = per_process(config.batch_size, world.size)
     val_batch = per_process(config.val_batch_size or config.batch_size, world.size, "--val-batch-size")
     classes = check_image_folder(config.data)
