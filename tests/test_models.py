@@ -208,3 +208,16 @@ def test_load_pretrained_bad_files(tmp_path):
     torch.save({"state_dict": [1, 2]}, tmp_path / "list.pth")
     with pytest.raises(ValueError, match="holds no state dict"):
         load_pretrained(_tiny("resnet26"), tmp_path / "list.pth")
+
+
+@pytest.mark.parametrize("kwargs, smallest", [({}, 128), ({"kernel_size": 3}, 64), ({"pad_mode": "zeros"}, 32)])
+def test_a_san_names_its_smallest_input(kwargs, smallest):
+    """Stage k works at 1/2^(k+1) of the input; a reflection-padded K x K footprint needs more
+    than (K - 1) / 2 pixels there. The model says so before any operator does."""
+    model = create("san10_pairwise", num_classes=3, width=16, share_planes=4, **kwargs).eval()
+    assert model.min_input_size == smallest
+    with torch.no_grad():
+        assert model(torch.randn(1, 3, smallest, smallest)).shape == (1, 3)
+        with pytest.raises(ValueError, match=f"needs inputs of at least {smallest} x {smallest} pixels.*"
+                                             rf"got \({smallest - 1}, {smallest}\)"):
+            model(torch.randn(1, 3, smallest - 1, smallest))

@@ -490,3 +490,9 @@ def test_the_command_line_prints_one_line_for_a_user_error(tmp_path):
     assert len(lines) == 1 and lines[0].startswith(f"sanmini.train: error: data folder {tmp_path / 'nowhere'} ")
     debug = subprocess.run([*command, "--debug"], capture_output=True, text=True, cwd=tmp_path)
     assert debug.returncode == 1 and "Traceback" in debug.stderr and "FileNotFoundError" in debug.stderr
+
+
+def test_too_small_an_image_size_is_refused_at_start_up(folder, tmp_path):
+    with pytest.raises(ValueError, match="--image-size 32 is too small for --model san10_pairwise .* at least 64"):
+        main([str(folder), *TINY, "--image-size", "32", "--out", str(tmp_path / "run")])
+    assert not (tmp_path / "run").exists()                  # refused before any file was written

@@ -45,8 +45,26 @@ class SAN(nn.Module):
         self.pool = nn.MaxPool2d(kernel_size=2, stride=2)
         self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
         self.fc = nn.Linear(in_planes, num_classes)
+        self.min_input_size = self._smallest_input()
+
+    def _smallest_input(self) -> int:
+        """The smallest input height and width: stage k works at 1/2^(k+1) of the input (max-pools
+        that round down), and a reflection-padded footprint needs more pixels than its padding."""
+        size = 1
+        for k in range(5):
+            for block in getattr(self, f"layer{k}"):
+                window = block.sam.aggregation
+                need = window.padding + 1 if window.pad_mode == "reflect" else 1
+                size = max(size, need * 2 ** (k + 1))
+        return size
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if min(x.shape[-2:]) < self.min_input_size:
+            kernels = [getattr(self, f"layer{k}")[0].sam.aggregation.kernel_size for k in range(5)]
+            raise ValueError(f"this SAN (footprints {kernels} per stage, "
+                             f"{getattr(self, 'layer0')[0].sam.aggregation.pad_mode} padding) needs inputs of at "
+                             f"least {self.min_input_size} x {self.min_input_size} pixels: its last stage works at "
+                             f"1/32 of the input; got {tuple(x.shape[-2:])}")
         x = self.relu(self.bn_in(self.conv_in(x)))                   # (N, 64, H, W)
         for k in range(5):
             transition, bn, layer = (getattr(self, f"{name}{k}") for name in ("conv", "bn", "layer"))

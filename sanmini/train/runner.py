@@ -154,6 +154,10 @@ def train(config: TrainConfig, world: World) -> dict:
     # The model: the same initial weights in every process (DDP also broadcasts rank 0's).
     ckpt.seed_everything(config.seed)
     model = build_model(config, num_classes)
+    smallest = getattr(model, "min_input_size", 1)
+    if config.image_size < smallest:
+        raise ValueError(f"--image-size {config.image_size} is too small for --model {config.model} with "
+                         f"these --model-arg footprints: it needs at least {smallest}")
     if config.weights:
         load_pretrained(model, config.weights)
     memory_format = torch.channels_last if use_channels_last(config, world.device) else torch.contiguous_format
