@@ -11,9 +11,9 @@ SHELL := bash
 QUIET_PIP := { grep -v "is ignored: it is neither" || true; }
 # The book's small trained models are cached here between chapters (never downloaded).
 export SANMINI_CACHE := $(CURDIR)/_build/.sanmini-cache
-# Numba keeps the compiled "cpu" kernels here (about 20 s of compiling per process otherwise), in a
-# folder named after the operators' sources, since Numba itself checks only the kernels' own file.
-export NUMBA_CACHE_DIR := $(CURDIR)/_build/.numba-cache/$(shell cat $(sort $(wildcard sanmini/ops/*.py)) | sha256sum | cut -c1-16)
+# Numba keeps the compiled "cpu" kernels here (sanmini.ops.numba_cache names a folder in it after the
+# operators' sources; without this setting they go to ~/.cache/sanmini/numba).
+export NUMBA_CACHE_DIR := $(CURDIR)/_build/.numba-cache
 
 .PHONY: setup test book bench colab-cells lock clean
 

@@ -42,14 +42,18 @@ from numba import prange
 
 from .elementwise import build
 from .kernel_backend import KernelBackend
+from .numba_cache import kernel_cache_dir
 
 _m = build(numba.njit)
 
-# Compiling these kernels takes about 20 s per process. With NUMBA_CACHE_DIR set, Numba keeps them
-# on disk there and later processes load them. Numba checks only the date of this file, not of
-# elementwise.py, whose ``source`` the kernels call: a cache directory must therefore belong to
-# one version of sanmini.ops (the Makefile names it after a hash of sanmini/ops/*.py).
-CACHE = bool(numba.config.CACHE_DIR)
+# Compiling these kernels takes 6 to 20 s per process; they are kept on disk in a folder named
+# after this version of sanmini.ops (:mod:`.numba_cache`), and later processes load them.
+# Numba's cache locator reads numba.config.CACHE_DIR when a kernel is decorated: it is set to that
+# folder for the decorators below and restored at the end of this module.
+CACHE_DIR = kernel_cache_dir()
+CACHE = CACHE_DIR is not None
+_user_cache_dir = numba.config.CACHE_DIR
+numba.config.CACHE_DIR = str(CACHE_DIR) if CACHE else _user_cache_dir
 source = _m.source
 
 
@@ -283,6 +287,9 @@ def subtraction_backward(grad, grad_x1, grad_x2, K, stride, padding, dilation, r
         grad_x2[n, c] = acc
         for kj in range(K):
             _unshift(grad_x2[n, c], copies[kj], kj, tables)
+
+
+numba.config.CACHE_DIR = _user_cache_dir
 
 
 def _launch(kernel, total, tensors, scalars):
