@@ -203,7 +203,7 @@ def test_load_pretrained_bad_files(tmp_path):
     with pytest.raises(FileNotFoundError, match="no checkpoint file at"):
         load_pretrained(_tiny("resnet26"), tmp_path / "missing.pth")
     (tmp_path / "junk.pth").write_bytes(b"not a checkpoint")
-    with pytest.raises(ValueError, match="is not a readable torch checkpoint"):
+    with pytest.raises(ValueError, match="is not a checkpoint written by torch.save"):
         load_pretrained(_tiny("resnet26"), tmp_path / "junk.pth")
     torch.save({"state_dict": [1, 2]}, tmp_path / "list.pth")
     with pytest.raises(ValueError, match="holds no state dict"):
@@ -221,3 +221,27 @@ def test_a_san_names_its_smallest_input(kwargs, smallest):
         with pytest.raises(ValueError, match=f"needs inputs of at least {smallest} x {smallest} pixels.*"
                                              rf"got \({smallest - 1}, {smallest}\)"):
             model(torch.randn(1, 3, smallest - 1, smallest))
+
+
+@pytest.mark.parametrize("content, says", [
+    (b"", "is empty: expected a checkpoint written by torch.save"),
+    (b"model weights, honestly\n", r"is not a checkpoint written by torch.save .*: it starts with b.model w"),
+    (b"PK\x03\x04 truncated zip", r"is not a checkpoint written by torch.save \("),
+])
+def test_a_file_that_is_no_checkpoint_is_named_with_what_was_expected(tmp_path, content, says):
+    path = tmp_path / "weights.pth"
+    path.write_bytes(content)
+    model = create("resnet26", num_classes=3, width=8)
+    with pytest.raises(ValueError, match=f"{path} {says}"):
+        load_pretrained(model, path)
+    from sanmini.train.checkpoint import load
+    with pytest.raises(ValueError, match=f"{path} {says}"):
+        load(path)
+
+
+def test_a_dict_without_a_state_dict_names_its_keys(tmp_path):
+    model = create("resnet26", num_classes=3, width=8)
+    path = tmp_path / "wrapped.pth"
+    torch.save({"model": model.state_dict(), "epoch": 3}, path)
+    with pytest.raises(ValueError, match="holds no state dict: .* got a dict with the keys 'model', 'epoch'"):
+        load_pretrained(model, path)

@@ -18,13 +18,14 @@ Everything in a checkpoint is a tensor or a plain Python value, so it loads with
 from __future__ import annotations
 
 import os
-import pickle
 import random
 import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from ..models.pretrained import read_checkpoint
 
 
 def atomic_save(obj, path) -> Path:
@@ -55,13 +56,7 @@ def atomic_save(obj, path) -> Path:
 
 def load(path, map_location="cpu") -> dict:
     """A checkpoint written by :func:`atomic_save` (read with ``weights_only=True``)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no checkpoint file at {path}")
-    try:
-        return torch.load(path, map_location=map_location, weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as err:
-        raise ValueError(f"{path} is not a readable torch checkpoint: {err}") from err
+    return read_checkpoint(path, map_location)
 
 
 def rng_state(device: torch.device) -> dict:
