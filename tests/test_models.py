@@ -245,3 +245,39 @@ def test_a_dict_without_a_state_dict_names_its_keys(tmp_path):
     torch.save({"model": model.state_dict(), "epoch": 3}, path)
     with pytest.raises(ValueError, match="holds no state dict: .* got a dict with the keys 'model', 'epoch'"):
         load_pretrained(model, path)
+
+
+def _pairwise(**kw):
+    from sanmini.nn import PairwiseAttention
+    return PairwiseAttention(16, 4, 16, share_planes=4, **kw)
+
+
+def _block(**kw):
+    from sanmini.nn import SANBlock
+    return SANBlock(64, **kw)
+
+
+@pytest.mark.parametrize("build, error, says", [
+    (lambda: create("san10_pairwise", share_planes=2.0), TypeError, "share_planes must be an int, got 2.0"),
+    (lambda: create("san10_pairwise", share_planes="8"), TypeError, "share_planes must be an int, got '8'"),
+    (lambda: create("san10_pairwise", width=16.0), TypeError, "width must be an int, got 16.0"),
+    (lambda: create("san10_pairwise", kernels=7), ValueError, "kernels must give 5 values, one per stage, got 7"),
+    (lambda: create("san10_pairwise", num_classes=0), ValueError, "num_classes must be at least 1, got 0"),
+    (lambda: create("resnet26", width=8.0), TypeError, "width must be an int, got 8.0"),
+    (lambda: create("resnet26", num_classes=-1), ValueError, "num_classes must be at least 1, got -1"),
+    (lambda: _pairwise(stride=0), ValueError, "stride must be at least 1, got 0"),
+    (lambda: _pairwise(pad_mode="circular"), ValueError, r"pad_mode must be one of \('zeros', 'reflect'\), got 'circular'"),
+    (lambda: _pairwise(backend="gpu"), ValueError, "backend must be one of .*, got 'gpu'"),
+    (lambda: _pairwise(dilation=1.5), TypeError, "dilation must be an int, got 1.5"),
+    (lambda: _block(stride=2), ValueError, "SANBlock keeps the resolution .* stride must be 1, got 2"),
+])
+def test_bad_settings_are_refused_when_the_module_is_built(build, error, says):
+    with pytest.raises(error, match=says):
+        build()
+
+
+def test_a_layer_with_no_relation_channel_is_refused():
+    from sanmini.nn import PairwiseAttention, PatchwiseAttention
+    for layer in (PairwiseAttention, PatchwiseAttention):
+        with pytest.raises(ValueError, match="rel_planes must be at least 1, got 0"):
+            layer(16, 0, 16, share_planes=4)

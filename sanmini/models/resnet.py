@@ -9,6 +9,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..nn.checks import check_int, check_ints
+
 
 class Bottleneck(nn.Module):
     """x (N, in_planes, H, W) -> (N, 4 * planes, H / stride, W / stride):
@@ -45,6 +47,9 @@ class ResNet(nn.Module):
 
     def __init__(self, layers=(3, 4, 6, 3), num_classes: int = 1000, width: int = 64):
         super().__init__()
+        layers = check_ints("layers", layers, 4, minimum=1)
+        check_int("num_classes", num_classes)
+        check_int("width", width)
         self.conv1 = nn.Conv2d(3, width, kernel_size=7, stride=2, padding=3, bias=False)
         self.bn1 = nn.BatchNorm2d(width)
         self.relu = nn.ReLU(inplace=True)

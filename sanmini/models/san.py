@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from ..nn import SANBlock
+from ..nn.checks import check_int, check_ints
 
 STAGE_WIDTHS = (1, 4, 8, 16, 32)   # times the stem width: 64, 256, 512, 1024, 2048
 
@@ -28,8 +29,9 @@ class SAN(nn.Module):
     def __init__(self, attention: str = "pairwise", layers=(2, 1, 2, 4, 1), kernels=(3, 7, 7, 7, 7),
                  num_classes: int = 1000, width: int = 64, **attention_kwargs):
         super().__init__()
-        if len(layers) != 5 or len(kernels) != 5:
-            raise ValueError(f"layers and kernels must give 5 stages, got {layers} and {kernels}")
+        layers, kernels = check_ints("layers", layers, 5, minimum=0), check_ints("kernels", kernels, 5)
+        check_int("num_classes", num_classes)
+        check_int("width", width)
         self.conv_in = nn.Conv2d(3, width, kernel_size=1, bias=False)
         self.bn_in = nn.BatchNorm2d(width)
         in_planes = width

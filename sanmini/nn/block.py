@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .checks import check_int
 from .pairwise import PairwiseAttention
 from .patchwise import PatchwiseAttention
 
@@ -29,6 +30,11 @@ class SANBlock(nn.Module):
         super().__init__()
         if attention not in ATTENTIONS:
             raise ValueError(f"attention must be one of {tuple(ATTENTIONS)}, got {attention!r}")
+        check_int("planes", planes)
+        if attention_kwargs.get("stride", 1) != 1:
+            raise ValueError(f"SANBlock keeps the resolution (its output is added to its input), so "
+                             f"stride must be 1, got {attention_kwargs['stride']!r}; the SAN models "
+                             f"downsample with max-pools between stages")
         rel_planes, mid_planes = planes // 16, planes // 4
         if rel_planes < 1:
             raise ValueError(f"planes={planes} is too narrow: the relation width planes // 16 "

@@ -13,6 +13,7 @@ from torch import nn
 from .. import ops
 from ..ops import reference
 from ..ops.geometry import make_window
+from .checks import check_choice, check_int
 
 
 def same_padding(kernel_size: int, dilation: int = 1) -> int:
@@ -26,6 +27,13 @@ class _Footprint(nn.Module):
     def __init__(self, kernel_size: int, stride: int = 1, padding: int | None = None,
                  dilation: int = 1, pad_mode: str = "reflect", backend: str = "auto"):
         super().__init__()
+        check_int("kernel_size", kernel_size)
+        check_int("stride", stride)
+        check_int("dilation", dilation)
+        if padding is not None:
+            check_int("padding", padding, minimum=0)
+        check_choice("pad_mode", pad_mode, ops.geometry.PAD_MODES)
+        check_choice("backend", backend, ops.geometry.BACKENDS)
         self.kernel_size, self.stride, self.dilation = kernel_size, stride, dilation
         self.padding = same_padding(kernel_size, dilation) if padding is None else padding
         self.pad_mode, self.backend = pad_mode, backend

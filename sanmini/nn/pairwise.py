@@ -31,6 +31,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .checks import check_int
 from .gamma import gamma
 from .operators import Aggregation, Subtraction, Subtraction2, Unfold
 from .position import position_grid
@@ -46,7 +47,9 @@ def check_footprint(kernel_size: int, out_planes: int, share_planes: int) -> Non
             or kernel_size % 2 == 0:
         raise ValueError(f"kernel_size must be an odd positive int (the footprint has a centre), "
                          f"got {kernel_size!r}")
-    if share_planes < 1 or out_planes % share_planes != 0:
+    check_int("out_planes", out_planes)
+    check_int("share_planes", share_planes)
+    if out_planes % share_planes != 0:
         raise ValueError(f"share_planes={share_planes} must divide the value width "
                          f"out_planes={out_planes}")
 
@@ -71,6 +74,8 @@ class PairwiseAttention(nn.Module):
             raise ValueError(f"relation must be one of {RELATIONS} for pairwise attention, "
                              f"got {relation!r}")
         check_footprint(kernel_size, out_planes, share_planes)
+        check_int("in_planes", in_planes)
+        check_int("rel_planes", rel_planes)
         self.relation, self.position_encoding, self.recompute = relation, position_encoding, recompute
         self.conv1 = nn.Conv2d(in_planes, rel_planes, kernel_size=1)      # phi
         self.conv2 = nn.Conv2d(in_planes, rel_planes, kernel_size=1)      # psi

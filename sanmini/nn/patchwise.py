@@ -24,6 +24,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .checks import check_int
 from .gamma import gamma
 from .operators import Aggregation, Unfold
 from .pairwise import check_footprint
@@ -52,6 +53,8 @@ class PatchwiseAttention(nn.Module):
             raise ValueError(f"relation must be one of {RELATIONS} for patchwise attention, "
                              f"got {relation!r}")
         check_footprint(kernel_size, out_planes, share_planes)
+        check_int("in_planes", in_planes)
+        check_int("rel_planes", rel_planes)
         self.relation, self.taps, self.recompute = relation, kernel_size * kernel_size, recompute
         self.conv1 = nn.Conv2d(in_planes, rel_planes, kernel_size=1)      # phi
         self.conv2 = nn.Conv2d(in_planes, rel_planes, kernel_size=1)      # psi
