@@ -4,9 +4,10 @@
 
 The aggregation layer is pairwise or patchwise self-attention (:mod:`sanmini.nn`) or, for
 comparison, a convolution with the same footprint (:class:`sanmini.nn.FixedAggregation`). Trained
-for a minute on noisy crops of scikit-image's sample photographs, the attention weights become
-edge-aware, close to a bilateral filter: large on the footprint positions that look like the
-centre pixel, small across an edge; the convolution can only learn one blur for every pixel.
+for a minute on noisy crops of scikit-image's sample photographs (:data:`PHOTOS`), the attention
+weights change from pixel to pixel with the content of the image, where the convolution can only
+learn one blur for every pixel; the book measures them on photographs none of the denoisers
+trained on (:data:`HELD_OUT_PHOTOS`).
 """
 from __future__ import annotations
 
@@ -15,15 +16,18 @@ import json
 import math
 import os
 import sys
-from contextlib import contextmanager
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from ..cpu_settings import without_onednn
 from ..nn import FixedAggregation, PairwiseAttention, PatchwiseAttention
 
+#: The scikit-image photographs the denoisers train on (:func:`trained_denoiser`).
 PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "camera", "immunohistochemistry")
+#: Photographs that no denoiser trains on, for evaluating them.
+HELD_OUT_PHOTOS = ("coins", "retina")
 
 
 class Denoiser(nn.Module):
@@ -83,17 +87,6 @@ def noisy_batch(photos, batch: int, crop: int, sigma: float, generator: torch.Ge
 def psnr(estimate: torch.Tensor, clean: torch.Tensor) -> float:
     """Peak signal-to-noise ratio in dB for images in [0, 1]."""
     return -10 * math.log10(float(((estimate - clean) ** 2).mean()))
-
-
-@contextmanager
-def without_onednn():
-    """Run CPU convolutions without oneDNN (mkldnn) inside the block; see :func:`fit_denoiser`."""
-    previous = torch.backends.mkldnn.enabled
-    torch.backends.mkldnn.enabled = False
-    try:
-        yield
-    finally:
-        torch.backends.mkldnn.enabled = previous
 
 
 def fit_denoiser(model: Denoiser, photos, steps: int = 300, batch: int = 8, crop: int = 40,
