@@ -1,0 +1,71 @@
+"""What the chapters assert about learned quantities, and what their text says without asserting.
+
+Each claim is an expression evaluated in a chapter's namespace after it ran top to bottom. An
+``assert`` claim appears in the chapter, character for character, as ``assert EXPR > BAR`` (or
+``<``); ``tests/test_claims.py`` checks that, and that every run recorded in ``runs.csv`` clears
+every bar. An ``observation`` is measured the same way and shown in RESULTS.md, but not asserted:
+the chapter's text may only say what every recorded run shows.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Claim:
+    chapter: str          # notebook stem, e.g. "03_pairwise"
+    name: str             # short name, unique
+    expr: str             # Python, evaluated in the chapter's namespace
+    op: str = ""          # ">" or "<" for asserts; "" for observations
+    bar: float | None = None
+
+    @property
+    def asserted(self) -> bool:
+        return self.bar is not None
+
+    def assert_line(self) -> str:
+        """The line the chapter must contain."""
+        return f"assert {self.expr} {self.op} {self.bar:g}"
+
+    def holds(self, value: float) -> bool:
+        return value > self.bar if self.op == ">" else value < self.bar
+
+
+PAIR = '"pairwise, subtraction + position"'
+CLAIMS = [
+    # Chapter 3: five trained pairwise denoisers and a convolution, PSNR on held-out photographs.
+    Claim("03_pairwise", "each model denoises (dB over the noisy input)",
+          'min(scores[name] for name in models) - scores["noisy input"]', ">", 2),
+    Claim("03_pairwise", "pairwise beats the convolution (dB)", f'scores[{PAIR}] - scores["convolution"]', ">", 0),
+    Claim("03_pairwise", "pairwise weights vary with the pixel", f"variation[{PAIR}]", ">", 0.2),
+    Claim("03_pairwise", "no position encoding vs convolution (dB)",
+          'scores["pairwise, no position encoding"] - scores["convolution"]'),
+    Claim("03_pairwise", "position encoding on vs off (dB)",
+          f'scores[{PAIR}] - scores["pairwise, no position encoding"]'),
+    Claim("03_pairwise", "dot product vs subtraction (dB)",
+          f'scores["pairwise, dot product + position"] - scores[{PAIR}]'),
+    Claim("03_pairwise", "5 x 5 vs 7 x 7 footprint (dB)", f'scores["pairwise, 5 x 5 footprint"] - scores[{PAIR}]'),
+    # Chapter 4: the patchwise denoiser.
+    Claim("04_patchwise", "patchwise denoises (dB over the noisy input)",
+          'scores["patchwise"] - scores["noisy input"]', ">", 3),
+    Claim("04_patchwise", "patchwise weights vary with the pixel", 'variation["patchwise"]', ">", 0.08),
+    Claim("04_patchwise", "patchwise vs convolution (dB)", 'scores["patchwise"] - scores["convolution"]'),
+    # Chapter 5: the weights of the denoisers on a held-out photograph.
+    Claim("05_networks", "pairwise weights vary on coins", 'variation["pairwise"]', ">", 0.2),
+    Claim("05_networks", "patchwise weights vary on coins", 'variation["patchwise"]', ">", 0.08),
+    # Chapter 7: a narrow SAN10 and ResNet26 trained on the digits for 4 epochs.
+    Claim("07_training", "SAN10 val top-1 after 4 epochs (%)", 'final["SAN10 pairwise"]', ">", 88),
+    Claim("07_training", "ResNet26 val top-1 after 4 epochs (%)", 'final["ResNet26"]', ">", 94),
+    Claim("07_training", "ResNet26 val top-1 after 2 epochs (%)", 'after_two["ResNet26"]', ">", 80),
+    Claim("07_training", "ResNet26 lead after 2 epochs (points)",
+          'after_two["ResNet26"] - after_two["SAN10 pairwise"]', ">", 5),
+    Claim("07_training", "ResNet26 lead after 4 epochs (points)", 'final["ResNet26"] - final["SAN10 pairwise"]'),
+    Claim("07_training", "weight variation at initialisation (largest of 3 layers)",
+          'max(stats[layer]["random initialisation"]["variation"] for layer in LAYERS)', "<", 0.015),
+    Claim("07_training", "weight variation after training (smallest of 3 layers)",
+          'min(stats[layer]["trained"]["variation"] for layer in LAYERS)', ">", 0.02),
+    Claim("07_training", "entropy, trained - random (largest of 3 layers, nats)",
+          "max(entropy_change.values())"),
+    Claim("07_training", "entropy at initialisation / log 9 (smallest of 3 layers)",
+          'min(stats[layer]["random initialisation"]["entropy"] for layer in LAYERS) / math.log(9)', ">", 0.99),
+]
