@@ -104,6 +104,7 @@ from sanmini.models import create  # noqa: E402
 from sanmini.nn.operators import _Footprint  # noqa: E402
 from sanmini.cpu_settings import has_bfloat16 as cpu_has_bfloat16  # noqa: E402
 from sanmini.ops import functional  # noqa: E402
+from sanmini import reference  # noqa: E402
 
 MODELS = ("san10_pairwise", "san10_patchwise", "resnet26")
 NUM_CLASSES = 1000
@@ -117,11 +118,19 @@ GPU_PLACEHOLDER = ("Not measured: no GPU was available in the session that wrote
                    "`python bench/train_step.py --write` measures batch 64 at 224 x 224 with CUDA "
                    "events and `torch.cuda.max_memory_allocated`).")
 
-# The issue's anchor: the reference implementation of Zhao et al. (and an unfold version under
-# torch.compile), one training step, batch 64, 224 x 224, float32, measured on one H200.
-ANCHORS = [("reference SAN10 pairwise", 306, 20.5), ("reference SAN10 patchwise", 752, 12.0),
-           ("unfold + torch.compile SAN10 pairwise", 527, 27.7), ("ResNet26", 3240, 3.3)]
-GOALS = {"san10_pairwise": (612, 20.5), "san10_patchwise": (1130, None)}   # images/s, GB at most
+# The anchor: the reference implementation of Zhao et al. (and an unfold version under
+# torch.compile), one training step measured on one H200; the figures live in sanmini.reference.
+ANCHORS = [("reference SAN10 pairwise", reference.IMAGES_PER_S["san10_pairwise"],
+            reference.PEAK_GB["san10_pairwise"]),
+           ("reference SAN10 patchwise", reference.IMAGES_PER_S["san10_patchwise"],
+            reference.PEAK_GB["san10_patchwise"]),
+           ("unfold + torch.compile SAN10 pairwise", reference.UNFOLD_COMPILE["images_per_s"],
+            reference.UNFOLD_COMPILE["peak_gb"]),
+           ("ResNet26", reference.IMAGES_PER_S["resnet26"], reference.PEAK_GB["resnet26"])]
+# images/s, GB at most: twice the reference's rate in no more than its memory; 1.5 times, rounded.
+GOALS = {"san10_pairwise": (2 * reference.IMAGES_PER_S["san10_pairwise"],
+                            reference.PEAK_GB["san10_pairwise"]),
+         "san10_patchwise": (1130, None)}
 
 
 @dataclass(frozen=True)
@@ -334,13 +343,27 @@ def table(rows: list[Row]) -> str:
 
 
 def anchor_lines() -> list[str]:
-    lines = ["The issue's anchor, measured on one H200 (batch 64, 224 x 224, float32, one training "
-             "step), for comparison with a GPU run of this bench:", "",
+    """The anchor's tables, from :mod:`sanmini.reference` (tests/test_reference.py reads them back)."""
+    setting = reference.SETTING
+    lines = [f"The anchor (`sanmini.reference`), measured on {setting['gpu']} on {setting['date']} "
+             f"(the reference implementation: {setting['implementation']}; torch "
+             f"{setting['torch']}), one training step at batch {setting['batch']}, "
+             f"{setting['image_size']} x {setting['image_size']}, {setting['dtype']}, for comparison "
+             "with a GPU run of this bench:", "",
              "| implementation | images/s | peak GB |", "|---|---:|---:|"]
     lines += [f"| {what} | {rate} | {gb} |" for what, rate, gb in ANCHORS]
-    lines += ["", "Goals of the issue: SAN10 pairwise >= 612 images/s (twice the reference) at "
-              "<= 20.5 GB; SAN10 patchwise >= 1130 images/s; bfloat16 faster than float32 with "
-              "less memory. (GB as the issue gives them; this bench's GB are 10^9 bytes.)"]
+    lines += ["", "Where the time of one step of the reference SAN10 pairwise goes (profiled; the "
+              "rest of the step was not broken down):", "",
+              "| part of the step | ms | share of the step |", "|---|---:|---:|",
+              f"| whole step | {reference.STEP_MS} | 100% |"]
+    for part, ms in reference.PROFILE_MS.items():
+        escaped = part.replace("*", r"\*")                  # K*K, not emphasis, in Markdown
+        lines.append(f"| {escaped} | {ms} | {ms / reference.STEP_MS:.0%} |")
+    (pairwise_rate, pairwise_gb), (patchwise_rate, _) = GOALS["san10_pairwise"], GOALS["san10_patchwise"]
+    lines += ["", f"Goals of the issue: SAN10 pairwise >= {pairwise_rate} images/s (twice the "
+              f"reference) at <= {pairwise_gb} GB; SAN10 patchwise >= {patchwise_rate} images/s; "
+              "bfloat16 faster than float32 with less memory. (GB as the measurement gave them; "
+              "this bench's GB are 10^9 bytes.)"]
     return lines
 
 
