@@ -143,7 +143,7 @@ def test_footprint_override():
     (lambda: create("san10_patchwise", position_encoding=False), r"unknown overrides \['position_encoding'\] for san10_patchwise"),
     (lambda: create("resnet26", relation="dot"), r"unknown overrides \['relation'\] for resnet26"),
     (lambda: create("resnet26", recompute=True), r"unknown overrides \['recompute'\] for resnet26"),
-    (lambda: create("san10_pairwise", layers=(1, 1)), r"layers and kernels must give 5 stages"),
+    (lambda: create("san10_pairwise", layers=(1, 1)), r"layers must give 5 values, one per stage, got \(1, 1\)"),
 ])
 def test_bad_configuration(call, message):
     with pytest.raises(ValueError, match=message):
