@@ -281,3 +281,14 @@ def test_a_layer_with_no_relation_channel_is_refused():
     for layer in (PairwiseAttention, PatchwiseAttention):
         with pytest.raises(ValueError, match="rel_planes must be at least 1, got 0"):
             layer(16, 0, 16, share_planes=4)
+
+
+def test_count_flops_counts_other_activations_and_names_what_it_cannot_count():
+    conv = torch.nn.Conv2d(3, 4, 1)
+    with_relu = count_flops(torch.nn.Sequential(conv, torch.nn.ReLU()), (2, 3, 8, 8))
+    with_gelu = count_flops(torch.nn.Sequential(conv, torch.nn.GELU()), (2, 3, 8, 8))
+    assert with_gelu == with_relu == 3 * 4 * 64 + 4 * 64 + 4 * 64      # conv, bias, one per element
+    with pytest.warns(UserWarning, match="no rule for Upsample"):
+        count_flops(torch.nn.Sequential(conv, torch.nn.Upsample(scale_factor=2)), (1, 3, 8, 8))
+    with pytest.raises(ValueError, match=r"a batch of at least 1 image, got \(0, 3, 8, 8\)"):
+        count_flops(conv, (0, 3, 8, 8))

@@ -27,10 +27,13 @@ forward pass, whatever the batch; it is counted once and the total divided by th
 """
 from __future__ import annotations
 
+import warnings
+
 import torch
 from torch import nn
 
 from ..nn import Aggregation, PairwiseAttention, PatchwiseAttention, Subtraction, Subtraction2
+from ..nn.operators import Unfold
 
 
 def _conv(m: nn.Conv2d, inputs, out) -> int:
@@ -64,9 +67,28 @@ COUNTERS = {
 }
 
 
+# Elementwise activations other than ReLU: 1 per element at every call, as ReLU.
+for _activation in (nn.GELU, nn.SiLU, nn.Sigmoid, nn.Tanh, nn.LeakyReLU, nn.ELU, nn.ReLU6, nn.Hardswish,
+                    nn.Hardsigmoid, nn.Mish, nn.Softplus, nn.PReLU):
+    COUNTERS[_activation] = COUNTERS[nn.ReLU]
+# Modules with no multiply-adds: gathers, reshapes, identities.
+FREE = (nn.Identity, nn.Flatten, nn.Unflatten, nn.Dropout, nn.Dropout2d, Unfold)
+
+
 @torch.no_grad()
 def count_flops(model: nn.Module, input_size=(1, 3, 224, 224)) -> int:
-    """Multiply-adds per image of one forward pass of ``model`` on an input of ``input_size``."""
+    """Multiply-adds per image of one forward pass of ``model`` on an input of ``input_size``.
+
+    A module type with no rule here (and not one of :data:`FREE`) is not counted, and a warning
+    names it, so that a total is never silently short."""
+    if len(input_size) < 1 or isinstance(input_size[0], bool) or not isinstance(input_size[0], int) \
+            or input_size[0] < 1:
+        raise ValueError(f"input_size must start with a batch of at least 1 image, got {tuple(input_size)}")
+    uncounted = sorted({type(m).__name__ for m in model.modules()
+                        if not list(m.children()) and type(m) not in COUNTERS and not isinstance(m, FREE)})
+    if uncounted:
+        warnings.warn(f"count_flops has no rule for {', '.join(uncounted)}: their multiply-adds are "
+                      "left out of the total", stacklevel=2)
     total = 0
 
     def hook(module, inputs, output):
