@@ -279,3 +279,22 @@ def test_command_line_writes_the_photo_crops_as_a_folder(tmp_path):
         (index,) = [i for i, (path, _) in enumerate(read.samples) if path.endswith("chelsea/00001.png")]
         pixels = torch.from_numpy(np.array(read[index][0])).permute(2, 0, 1) / 255.0
         assert (pixels - crops[crops.classes.index("chelsea") * 2 + 1][0]).abs().max() <= 0.5 / 255 + 1e-6
+
+
+def test_a_download_without_a_server_says_where_to_put_the_file(tmp_path):
+    from sanmini.data.imagenette import download
+    target = tmp_path / "imagenette2-160.tgz"
+    with pytest.raises(ConnectionError, match=rf"cannot download http://127.0.0.1:9/x.tgz: .*put it at {target}"):
+        download("http://127.0.0.1:9/x.tgz", target, progress=False)       # port 9: nothing listens
+    assert not list(tmp_path.iterdir())                                     # no partial file left
+
+
+def test_the_data_command_prints_one_line_for_a_user_error(tmp_path, capsys):
+    from sanmini.data.__main__ import cli
+    blocked = tmp_path / "a file"
+    blocked.write_text("not a folder")
+    assert cli(["digits", str(blocked / "digits")]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("sanmini.data: error: ") and str(blocked) in lines[0]
+    with pytest.raises(OSError):
+        cli(["digits", str(blocked / "digits"), "--debug"])

@@ -9,6 +9,7 @@ then ``python -m sanmini.train data/digits --image-size 64 ...``.
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from .folders import save_image_folder
@@ -25,6 +26,7 @@ def main(argv=None) -> Path:
                         "photos: crop side (default 64)")
     parser.add_argument("--crops-per-photo", type=int, default=64, help="photos: crops per photo and split")
     parser.add_argument("--size", default="160px", help="imagenette: 160px, 320px or full")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
     args = parser.parse_args(argv)
 
     if args.dataset == "imagenette":
@@ -42,5 +44,19 @@ def main(argv=None) -> Path:
     return folder
 
 
+def cli(argv=None) -> int:
+    """:func:`main`; a user error (no network, a bad folder) prints one line,
+    ``sanmini.data: error: ...``, and exits 2 (``--debug``: the traceback instead)."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    try:
+        main(argv)
+    except (ValueError, OSError) as err:
+        if "--debug" in argv:
+            raise
+        print(f"sanmini.data: error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
 if __name__ == "__main__":
-    main()
+    sys.exit(cli())

@@ -16,6 +16,7 @@ import hashlib
 import os
 import shutil
 import tarfile
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -82,6 +83,11 @@ def download(url: str, path, md5: str | None = None, sha256: str | None = None,
                     f.write(chunk)
                     bar.update(len(chunk))
         _verify(part, expected, url)
+    except urllib.error.URLError as err:
+        part.unlink(missing_ok=True)
+        raise ConnectionError(f"cannot download {url}: {getattr(err, 'reason', err)}; with no network, "
+                              f"fetch the file by other means and put it at {path}, where it is "
+                              "checked and used") from err
     except BaseException:
         part.unlink(missing_ok=True)
         raise
