@@ -10,6 +10,7 @@ import math
 import multiprocessing
 import os
 import runpy
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -496,3 +497,13 @@ def test_too_small_an_image_size_is_refused_at_start_up(folder, tmp_path):
     with pytest.raises(ValueError, match="--image-size 32 is too small for --model san10_pairwise .* at least 64"):
         main([str(folder), *TINY, "--image-size", "32", "--out", str(tmp_path / "run")])
     assert not (tmp_path / "run").exists()                  # refused before any file was written
+
+
+def test_resume_on_another_data_folder_says_so(folder, tmp_path, capsys):
+    common = [*TINY, "--epochs", "2", "--out", str(tmp_path / "run")]
+    main([str(folder), *common, "--stop-after-epoch", "1"])
+    copy = tmp_path / "copy"
+    shutil.copytree(folder, copy)
+    capsys.readouterr()
+    main([str(copy), *common, "--resume", str(tmp_path / "run" / "last.pt")])
+    assert f"was trained on {folder}; it continues on {copy}" in capsys.readouterr().out

@@ -150,6 +150,10 @@ def train(config: TrainConfig, world: World) -> dict:
     resumed = ckpt.load(config.resume) if config.resume else None
     if resumed is not None:
         check_resumable(resumed, config, config.resume)
+        before = resumed["config"].get("data")
+        if world.is_main and before and Path(before).resolve() != Path(config.data).resolve():
+            tqdm.write(f"warning: --resume {config.resume} was trained on {before}; it continues on "
+                       f"{config.data}")
 
     # The model: the same initial weights in every process (DDP also broadcasts rank 0's).
     ckpt.seed_everything(config.seed)
