@@ -12,6 +12,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from ..cli import run_command
 from .folders import save_image_folder
 from .imagenette import download_imagenette
 from .small import digits, photo_crops
@@ -45,17 +46,9 @@ def main(argv=None) -> Path:
 
 
 def cli(argv=None) -> int:
-    """:func:`main`; a user error (no network, a bad folder) prints one line,
-    ``sanmini.data: error: ...``, and exits 2 (``--debug``: the traceback instead)."""
-    argv = sys.argv[1:] if argv is None else list(argv)
-    try:
-        main(argv)
-    except (ValueError, OSError) as err:
-        if "--debug" in argv:
-            raise
-        print(f"sanmini.data: error: {err}", file=sys.stderr)
-        return 2
-    return 0
+    """:func:`main` as a command: one line and exit 2 for a user error such as no network or a bad
+    folder (``--debug``: the traceback)."""
+    return run_command("sanmini.data", main, argv)
 
 
 if __name__ == "__main__":

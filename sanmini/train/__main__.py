@@ -7,23 +7,13 @@
 """
 import sys
 
+from ..cli import run_command
 from .runner import main
-
-USER_ERRORS = (ValueError, OSError)   # a wrong flag, file or folder: the message says which
 
 
 def cli(argv=None) -> int:
-    """Run :func:`main`; a user error prints one line, ``sanmini.train: error: ...``, and exits 2
-    (``--debug``: the traceback instead)."""
-    argv = sys.argv[1:] if argv is None else list(argv)
-    try:
-        main(argv)
-    except USER_ERRORS as err:
-        if "--debug" in argv:
-            raise
-        print(f"sanmini.train: error: {err}", file=sys.stderr)
-        return 2
-    return 0
+    """:func:`main` as a command: one line and exit 2 for a user error (``--debug``: the traceback)."""
+    return run_command("sanmini.train", main, argv)
 
 
 if __name__ == "__main__":
