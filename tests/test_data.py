@@ -20,7 +20,7 @@ from PIL import Image
 from sklearn.datasets import load_digits
 from torchvision.datasets import ImageFolder
 
-from sanmini.data import (IMAGENET_MEAN, IMAGENET_STD, check_image_folder, digits, download_imagenette,
+from sanmini.data import (IMAGENET_MEAN, IMAGENET_STD, check_image_folder, check_images, digits, download_imagenette,
                           eval_transform, image_folder, noisy_crops, photo, photo_crops,
                           save_image_folder, train_transform)
 
@@ -91,6 +91,30 @@ def test_unreadable_image_error_names_the_file(tmp_path):
         index = [Path(p) for p, _ in dataset.samples].index(path)
         with pytest.raises(ValueError, match=f"cannot read the image {path}"):
             dataset[index]
+
+
+def test_check_images_finds_what_is_no_image_before_any_decoding(tmp_path):
+    """Empty files, text under an image's name and a header cut short are found from the headers;
+    a file cut inside its pixel data is not (it needs a decode) and is named when it is read."""
+    make_folder(tmp_path, per_class=(4, 1))
+    images = sorted((tmp_path / "train").rglob("*.JPEG"))
+    assert check_images(images) == 8
+    empty, text, cut_header, cut_pixels = images[1], images[2], images[5], images[6]
+    empty.write_bytes(b"")
+    text.write_text("<html>404 Not Found</html>")
+    cut_header.write_bytes(cut_header.read_bytes()[:20])
+    cut_pixels.write_bytes(cut_pixels.read_bytes()[:-400])
+    with pytest.raises(ValueError) as caught:
+        check_images(images, threads=3)
+    message = str(caught.value)
+    assert message.startswith("3 of 8 image files cannot be read as images: ")
+    for path in (empty, text, cut_header):
+        assert f"{path} (" in message
+    assert str(cut_pixels) not in message
+    dataset = image_folder(tmp_path, "train", train_transform(32))
+    index = [Path(p) for p, _ in dataset.samples].index(cut_pixels)
+    with pytest.raises(ValueError, match=f"cannot read the image {cut_pixels}"):
+        dataset[index]
 
 
 def test_transforms_against_pil(tmp_path):

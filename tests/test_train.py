@@ -406,9 +406,15 @@ def test_bad_data_errors_name_the_path(folder, tmp_path):
             (broken / split / name).mkdir(parents=True)
             for k in range(2):
                 (broken / split / name / f"{k}.JPEG").write_bytes((folder / split / name / "0.JPEG").read_bytes())
-    (broken / "train" / "banana" / "1.JPEG").write_bytes(b"\xff\xd8 not really a JPEG")
-    with pytest.raises(ValueError, match=f"cannot read the image {broken / 'train' / 'banana' / '1.JPEG'}"):
+    bad = broken / "train" / "banana" / "1.JPEG"
+    bad.write_bytes(b"\xff\xd8 not really a JPEG")
+    # Found before the first epoch by reading the headers: no step taken, no checkpoint written.
+    with pytest.raises(ValueError, match=f"1 of 12 image files cannot be read as images: {bad} "):
         main([str(broken), *argv, "--batch-size", "6"])
+    assert not (tmp_path / "run" / "last.pt").exists() and not (tmp_path / "run" / "log.csv").exists()
+    # Without the check, the loader names it when its turn comes.
+    with pytest.raises(ValueError, match=f"cannot read the image {bad}"):
+        main([str(broken), *argv, "--batch-size", "6", "--no-check-images", "--overwrite"])
     for image in (broken / "val" / "cherry").iterdir():
         image.unlink()
     argv[-1] = str(tmp_path / "run2")     # the run above crashed in its first epoch, after writing config.yaml

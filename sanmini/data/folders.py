@@ -8,7 +8,9 @@ The layout is ImageNet's::
 :func:`check_image_folder` walks the tree first, so that a missing folder, a folder without
 classes, a class without images or a val split whose classes differ from train's gives an error
 naming the path, not an obscure failure later. :func:`image_folder` then returns torchvision's
-``ImageFolder`` with a loader whose error names an unreadable file.
+``ImageFolder`` with a loader whose error names an unreadable file, and :func:`check_images` reads
+every image's header before training starts, so that a file that is no image is found before the
+first epoch rather than hours into it.
 
 Transforms (Zhao et al., CVPR 2020, as for ResNets): training takes a ``RandomResizedCrop`` of
 ``image_size`` and a horizontal flip; evaluation resizes the short side to ``image_size * 256 / 224``
@@ -17,6 +19,7 @@ and takes the central ``image_size`` square. Both normalise with ImageNet's mean
 from __future__ import annotations
 
 import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -84,6 +87,40 @@ def read_image(path: str) -> Image.Image:
             return Image.open(f).convert("RGB")
     except OSError as err:   # PIL.UnidentifiedImageError and truncated files are OSErrors
         raise ValueError(f"cannot read the image {path}: {err}") from err
+
+
+def _header_error(path: str) -> str | None:
+    """None if PIL recognises the file's header (format, size, mode), else why not."""
+    try:
+        with Image.open(path) as image:                          # reads the header, decodes nothing
+            image.size
+    except Exception as err:                                     # noqa: BLE001 - any reason is reported
+        return f"{type(err).__name__}: {err}"
+    return None
+
+
+def check_images(paths, threads: int = 8) -> int:
+    """Read the header of every image in ``paths`` (PIL's ``Image.open``, which decodes no pixels)
+    and return how many there are; raise a ValueError naming the files that are no image.
+
+    This finds, before any training, the files that would stop a run when their turn comes: empty
+    files, text or HTML saved under an image's name, formats PIL does not read, files cut inside
+    their header. A file cut inside its pixel data passes (finding it needs a full decode, as
+    costly as an epoch); :func:`read_image` names it when it is read. The cost is one open and a
+    read of the first few KiB per file, on ``threads`` threads (which overlap the waits of a slow
+    disk; the parsing holds Python's lock): 0.15 to 0.25 ms per file on a warm local disk, measured
+    on 2 CPU cores, so 3 to 6 minutes for ImageNet's 1.33 million in one process and an eighth of
+    that in each of 8; more on a cold or network disk.
+    """
+    paths = [str(p) for p in paths]
+    with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
+        errors = [(p, e) for p, e in zip(paths, pool.map(_header_error, paths, chunksize=256)) if e]
+    if errors:
+        listed = "; ".join(f"{p} ({e})" for p, e in errors[:5])
+        more = f" and {len(errors) - 5} more" if len(errors) > 5 else ""
+        raise ValueError(f"{len(errors)} of {len(paths)} image files cannot be read as images: "
+                         f"{listed}{more}. Remove or replace them")
+    return len(paths)
 
 
 def train_transform(image_size: int = 224, min_scale: float = 0.08, flip: bool = True) -> transforms.Compose:

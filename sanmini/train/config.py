@@ -64,6 +64,10 @@ class TrainConfig:
         help="evaluation images per step over all processes (default: --batch-size)"))
     drop_last: bool = field(default=False, metadata=dict(
         help="drop each epoch's last incomplete training batch (the reference keeps it)"))
+    check_images: bool = field(default=True, metadata=dict(
+        help="read every train and val image's header before the first epoch, so that a file that "
+             "is no image stops the run at once, naming it (about 0.2 ms per image on a warm local "
+             "disk, shared among the processes; --no-check-images skips it)"))
     workers: int = field(default=4, metadata=dict(help="data-loading processes per training process"))
     threads: int | None = field(default=None, metadata=dict(
         help="torch threads per process (torch.set_num_threads); default: torch's choice, "

@@ -2,7 +2,8 @@
 
 :func:`train`, in order:
 
-1. check the data folder and the batch size against the number of processes;
+1. check the data folder (and, with ``--check-images``, every image's header) and the batch size
+   against the number of processes;
 2. build the model (the same initial weights in every process: same seed), optionally from
    ``--weights``; load ``--resume``'s model, optimizer, scheduler, scaler and RNG states;
 3. each epoch: train (DistributedDataParallel averages gradients over processes), share rank 0's
@@ -23,7 +24,7 @@ from torch.utils.data.distributed import DistributedSampler
 from tqdm.auto import tqdm
 
 from ..cpu_settings import has_bfloat16 as cpu_has_bfloat16
-from ..data.folders import check_image_folder, eval_transform, image_folder, train_transform
+from ..data.folders import check_image_folder, check_images, eval_transform, image_folder, train_transform
 from ..models import check_state_dict, create, load_pretrained
 from . import checkpoint as ckpt
 from .config import RECIPE_FIELDS, TrainConfig, parse_args
@@ -102,6 +103,20 @@ def _loader(dataset, batch_size: int, config: TrainConfig, world: World, sampler
                       pin_memory=world.device.type == "cuda", drop_last=drop_last)
 
 
+def check_image_headers(config: TrainConfig, world: World, *datasets) -> None:
+    """``--check-images``: each process reads the headers of its share of the images (see
+    :func:`sanmini.data.check_images`), so that a file that is no image fails before any step."""
+    if not config.check_images:
+        return
+    started = time.perf_counter()
+    paths = [path for dataset in datasets for path, _ in dataset.samples[world.rank::world.size]]
+    count = check_images(paths)
+    if world.is_main:
+        share = f" (this process's share of {sum(len(d) for d in datasets)})" if world.size > 1 else ""
+        tqdm.write(f"sanmini.train: read the headers of {count} images{share} in "
+                   f"{time.perf_counter() - started:.1f} s; --no-check-images skips this")
+
+
 def check_resumable(checkpoint, config: TrainConfig, path) -> None:
     """A ``--resume`` file must be a sanmini.train checkpoint of a run with the same recipe."""
     if not isinstance(checkpoint, dict) or not {"optimizer", "config", "epoch"} <= set(checkpoint):
@@ -173,6 +188,7 @@ def train(config: TrainConfig, world: World) -> dict:
     train_set = image_folder(config.data, "train",
                              train_transform(config.image_size, config.crop_min_scale, config.flip))
     val_set = image_folder(config.data, "val", eval_transform(config.image_size, config.val_resize))
+    check_image_headers(config, world, train_set, val_set)
     sampler = DistributedSampler(train_set, num_replicas=world.size, rank=world.rank, shuffle=True,
                                  seed=config.seed)
     train_loader = _loader(train_set, batch, config, world, sampler, drop_last=config.drop_last)
@@ -281,6 +297,7 @@ def evaluate_weights(config: TrainConfig, world: World) -> dict:
     memory_format = torch.channels_last if use_channels_last(config, world.device) else torch.contiguous_format
     model = model.to(world.device, memory_format=memory_format)
     val_set = image_folder(config.data, "val", eval_transform(config.image_size, config.val_resize))
+    check_image_headers(config, world, val_set)
     loader = _loader(Subset(val_set, range(world.rank, len(val_set), world.size)), val_batch, config, world)
     amp_dtype = autocast_dtype(config, world)
     stats = evaluate(model, loader, world, amp_dtype, memory_format, progress=config.progress)
