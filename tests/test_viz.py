@@ -72,6 +72,45 @@ def test_explorer_footprint_and_errors():
         AttentionExplorer(torch.rand(3, 6, 5), {"a": torch.rand(1, 9, 6, 5)}, reference="b")
 
 
+def test_explorer_reads_every_image_layout_alike():
+    """CHW, HWC, one channel, (H, W), floats in [0, 1] and integers in [0, 255] give the same pixels."""
+    rgb = torch.randint(0, 256, (3, 6, 5), dtype=torch.uint8)
+    want = rgb.permute(1, 2, 0).numpy()
+    weights = {"a": torch.rand(1, 9, 6, 5)}
+    for image in (rgb, rgb.permute(1, 2, 0), rgb.numpy().astype(np.int64), rgb.double() / 255,
+                  (rgb.float() / 255).permute(1, 2, 0).numpy()):
+        np.testing.assert_array_equal(AttentionExplorer(image, weights).image, want)
+    grey = torch.rand(6, 5)
+    for image in (grey, grey[None], grey[..., None]):
+        shown = AttentionExplorer(image, weights).image
+        np.testing.assert_array_equal(shown, np.repeat(np.round(grey.numpy()[..., None] * 255), 3, axis=2))
+
+
+@pytest.mark.parametrize("image, message", [
+    (torch.rand(3, 6, 5) * 255, r"float image must hold values in \[0, 1\], got .* divide it by 255"),
+    (torch.randn(3, 6, 5), r"float image must hold values in \[0, 1\].*undo the normalisation"),
+    (torch.full((3, 6, 5), float("nan")), r"float image must hold values in \[0, 1\], got nan"),
+    (torch.rand(4, 6, 5), r"image must have shape \(3, H, W\).* got \(4, 6, 5\) \(RGBA\?"),
+    (torch.rand(6, 5, 4), r"got \(6, 5, 4\) \(RGBA\?"),
+    (torch.rand(2, 3, 6, 5), r"got \(2, 3, 6, 5\)"),
+    (np.full((3, 6, 5), 300), r"dtype int64 must hold values in \[0, 255\], got 300 to 300"),
+    (np.ones((3, 6, 5), bool), r"got dtype bool"),
+])
+def test_explorer_refuses_images_it_would_misread(image, message):
+    with pytest.raises(ValueError, match=message):
+        AttentionExplorer(image, {"a": torch.rand(1, 9, 6, 5)})
+
+
+def test_page_explorer_is_labelled_focusable_and_names_the_chosen_footprint():
+    page = AttentionExplorer(torch.rand(3, 6, 5), {"a": torch.rand(1, 9, 6, 5)},
+                             caption="over the {K} x {K} footprint").to_html()
+    assert 'tabindex="0"' in page and 'aria-label="Image of 5 by 6 pixels' in page
+    assert 'over the <span class="sx-k"></span> x <span class="sx-k"></span> footprint' in page
+    for handler in ("pointermove", "pointerdown", "keydown", "ArrowUp"):
+        assert handler in page
+    assert "touch-action: none" in page
+
+
 def test_live_widget_builds():
     box = _explorer().widget()
     dropdown = box.children[0].children[0]

@@ -29,17 +29,35 @@ STATIC_ENV = "SANMINI_STATIC_HTML"   # set by `make book`: no live widgets in th
 
 
 def _as_image(image) -> np.ndarray:
-    """(3, H, W) or (H, W, 3) or (H, W), floats in [0, 1] or uint8 -> (H, W, 3) uint8."""
+    """(3, H, W), (H, W, 3), (1, H, W), (H, W, 1) or (H, W): floats in [0, 1] or integers in
+    [0, 255] -> (H, W, 3) uint8. Anything else is refused with its shape or its range: a float image
+    in [0, 255] would otherwise turn white, and a (4, H, W) one be read as RGBA of height 4."""
     img = image.detach().cpu().numpy() if isinstance(image, torch.Tensor) else np.asarray(image)
+    shape = tuple(img.shape)
     if img.ndim == 3 and img.shape[0] in (1, 3) and img.shape[-1] not in (1, 3):
-        img = img.transpose(1, 2, 0)
+        img = img.transpose(1, 2, 0)                   # (C, H, W) -> (H, W, C)
     if img.ndim == 2:
         img = img[..., None]
+    if img.ndim != 3 or img.shape[-1] not in (1, 3) or 0 in img.shape:
+        hint = " (RGBA? keep its first three channels)" if 4 in shape[:1] + shape[-1:] else ""
+        raise ValueError(f"image must have shape (3, H, W), (H, W, 3), (1, H, W), (H, W, 1) or (H, W), "
+                         f"got {shape}{hint}")
     if img.shape[-1] == 1:
         img = np.repeat(img, 3, axis=-1)
-    if img.dtype != np.uint8:
-        img = np.clip(np.round(img * 255), 0, 255).astype(np.uint8)
-    return img
+    if img.dtype == np.uint8:
+        return img
+    if img.dtype == np.bool_ or not np.issubdtype(img.dtype, np.number) or np.iscomplexobj(img):
+        raise ValueError(f"image must hold floats in [0, 1] or integers in [0, 255], got dtype {img.dtype}")
+    low, high = float(img.min()), float(img.max())
+    if np.issubdtype(img.dtype, np.integer):
+        if low < 0 or high > 255:
+            raise ValueError(f"image of dtype {img.dtype} must hold values in [0, 255], got {low:g} to {high:g}")
+        return img.astype(np.uint8)
+    if not (np.isfinite(low) and np.isfinite(high)) or low < -1e-3 or high > 1 + 1e-3:   # rounding passes
+        hint = (" (a 0-255 image: divide it by 255 or pass it as uint8)" if high > 1 and low >= 0 else
+                " (a normalised image: undo the normalisation first)" if low < 0 else "")
+        raise ValueError(f"a float image must hold values in [0, 1], got {low:g} to {high:g}{hint}")
+    return np.clip(np.round(img * 255), 0, 255).astype(np.uint8)
 
 
 def _b64(a: np.ndarray) -> str:
@@ -50,12 +68,14 @@ class AttentionExplorer:
     """An image and, per named variant, the aggregation weights at each of its pixels.
 
     Args:
-        image: (3, H, W) or (H, W, 3) in [0, 1] (or uint8): the picture the weights belong to,
-            at the resolution of the weights.
+        image: (3, H, W) or (H, W, 3) (or one channel, or (H, W)), floats in [0, 1] or integers in
+            [0, 255]: the picture the weights belong to, at the resolution of the weights.
         variants: name -> weights (Cw, K*K, H, W), e.g. ``aggregation_weights(model, x, layer)[0]``.
             K may differ between variants.
         reference: the name of a variant drawn beside the chosen one (e.g. a convolution).
         scale: screen pixels per image pixel.
+        caption: text under the page's explorer; ``{K}`` in it shows the footprint side of the
+            model chosen in the menu (``"the {K} x {K} footprint"``).
     """
 
     def __init__(self, image, variants: dict, reference: str | None = None, scale: int = 8,
@@ -105,8 +125,12 @@ class AttentionExplorer:
     def to_html(self) -> str:
         data = json.dumps(self._data(), separators=(",", ":"))
         uid = "sx-" + hashlib.sha1(data.encode()).hexdigest()[:10]
-        caption = f'<p class="sx-caption">{html.escape(self.caption)}</p>' if self.caption else ""
-        return (_TEMPLATE.replace("__ID__", uid).replace("__CAPTION__", caption)
+        caption = html.escape(self.caption).replace("{K}", '<span class="sx-k"></span>')
+        caption = f'<p class="sx-caption">{caption}</p>' if caption else ""
+        height, width = self.image.shape[:2]
+        label = (f"Image of {width} by {height} pixels with the footprint of the chosen pixel drawn "
+                 f"on it. Arrow keys move the pixel; the weights are shown beside the image.")
+        return (_TEMPLATE.replace("__ID__", uid).replace("__CAPTION__", caption).replace("__LABEL__", label)
                 .replace("__DATA__", data.replace("</", "<\\/")).replace("__SCRIPT__", _SCRIPT))
 
     def _repr_html_(self) -> str:
@@ -167,14 +191,15 @@ _TEMPLATE = """<div class="sanmini-explorer" id="__ID__" data-pixel="" data-vari
 #__ID__ .sx-body {display: flex; flex-wrap: wrap; gap: 14px; align-items: flex-start;}
 #__ID__ .sx-panel {display: flex; flex-direction: column; align-items: center; gap: 3px;}
 #__ID__ canvas {image-rendering: pixelated; border: 1px solid #ccc;}
-#__ID__ canvas.sx-image {cursor: crosshair;}
+#__ID__ canvas.sx-image {cursor: crosshair; touch-action: none; max-width: 100%; height: auto;}
+#__ID__ canvas.sx-image:focus-visible {outline: 3px solid #1a73e8; outline-offset: 2px;}
 #__ID__ .sx-label {font-size: 12px; color: #333; text-align: center; max-width: 170px;}
 #__ID__ .sx-caption {font-size: 12px; color: #555; margin: 4px 0 0 0;}
 </style>
 <div class="sx-controls"><label>model <select class="sx-variant"></select></label>
-<span class="sx-readout">hover over or click a pixel</span></div>
+<span class="sx-readout" aria-live="polite">hover over, tap or drag on a pixel, or focus the image and use the arrow keys</span></div>
 <div class="sx-body">
-<div class="sx-panel"><canvas class="sx-image"></canvas><span class="sx-label">image: the box is the footprint R(i)</span></div>
+<div class="sx-panel"><canvas class="sx-image" tabindex="0" role="application" aria-roledescription="attention explorer" aria-label="__LABEL__"></canvas><span class="sx-label">image: the box is the footprint R(i)</span></div>
 <div class="sx-panel"><canvas class="sx-patch"></canvas><span class="sx-label">the footprint, enlarged</span></div>
 <div class="sx-groups" style="display:flex;gap:14px;flex-wrap:wrap"></div>
 </div>
@@ -241,6 +266,7 @@ function draw() {
   var first = []; for (var j = 0; j < k * k; j++) first.push(weight(v, 0, j, r, c).toFixed(3));
   root.dataset.pixel = r + "," + c; root.dataset.variant = v.name; root.dataset.footprint = first.join(",");
   root.querySelector(".sx-readout").textContent = "pixel (row " + r + ", column " + c + ") of " + v.name;
+  root.querySelectorAll(".sx-k").forEach(function (e) { e.textContent = k; });
 }
 function pick(ev) {
   var box = canvas.getBoundingClientRect();
@@ -248,7 +274,18 @@ function pick(ev) {
   if (row < 0 || col < 0 || row >= H || col >= W) return;
   if (row !== state.row || col !== state.col) { state.row = row; state.col = col; draw(); }
 }
-canvas.addEventListener("mousemove", pick); canvas.addEventListener("click", pick);
+// Mouse, finger and pen alike (pointer events; CSS touch-action: none keeps a drag on the image
+// from scrolling the page), and the arrow keys when the image has the keyboard focus.
+canvas.addEventListener("pointermove", pick); canvas.addEventListener("pointerdown", pick);
+canvas.addEventListener("click", pick);
+var STEPS = {ArrowUp: [-1, 0], ArrowDown: [1, 0], ArrowLeft: [0, -1], ArrowRight: [0, 1]};
+canvas.addEventListener("keydown", function (ev) {
+  var step = STEPS[ev.key]; if (!step) return;
+  ev.preventDefault();
+  state.row = Math.min(Math.max(state.row + step[0], 0), H - 1);
+  state.col = Math.min(Math.max(state.col + step[1], 0), W - 1);
+  draw();
+});
 select.addEventListener("change", function () { state.variant = +select.value; draw(); });
 draw();
 """
