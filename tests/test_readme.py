@@ -23,12 +23,11 @@ import sys
 import tomllib
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 import yaml
-from PIL import Image
 
+from conftest import write_class_folders
 from sanmini.models import create
 
 REPO = Path(__file__).resolve().parent.parent
@@ -130,15 +129,9 @@ def test_the_make_targets_exist_and_set_up_first(target):
 
 
 def imagenet_standin(root: Path) -> Path:
-    """ImageNet's layout with two classes: train/CLASS/k.JPEG (2 each) and val/CLASS/k.JPEG (1 each)."""
-    rng = np.random.default_rng(0)
-    for split, count in (("train", 2), ("val", 1)):
-        for c, name in enumerate(STANDIN_CLASSES):
-            (root / split / name).mkdir(parents=True)
-            for k in range(count):
-                pixels = rng.normal(80 + 90 * c, 40, (60, 75, 3)).clip(0, 255).astype(np.uint8)
-                Image.fromarray(pixels).save(root / split / name / f"ILSVRC_{k:05d}.JPEG")
-    return root
+    """ImageNet's layout with two classes: train/CLASS/*.JPEG (2 each) and val/CLASS/*.JPEG (1 each)."""
+    return write_class_folders(root, STANDIN_CLASSES, {"train": 2, "val": 1}, size=(60, 75),
+                               name="ILSVRC_{k:05d}.JPEG")
 
 
 def runnable(words: list[str], data: Path) -> list[str]:

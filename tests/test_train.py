@@ -23,6 +23,7 @@ from PIL import Image
 from sklearn.metrics import top_k_accuracy_score
 
 import sanmini
+from conftest import write_class_folders
 from sanmini.data.folders import IMAGENET_MEAN, IMAGENET_STD, eval_resize
 from sanmini.models import create, load_pretrained
 from sanmini.train import main, parse_args
@@ -54,15 +55,7 @@ def one_thread():
 def folder(tmp_path_factory):
     """DATA/train/CLASS/k.JPEG (6 per class) and DATA/val/CLASS/k.JPEG (3 per class), 72 x 80.
     Each class has its own mean colour, so a model can learn something."""
-    root = tmp_path_factory.mktemp("data")
-    rng = np.random.default_rng(0)
-    for split, count in (("train", 6), ("val", 3)):
-        for c, name in enumerate(CLASSES):
-            (root / split / name).mkdir(parents=True)
-            for k in range(count):
-                pixels = rng.normal(60 + 60 * c, 40, (72, 80, 3)).clip(0, 255).astype(np.uint8)
-                Image.fromarray(pixels).save(root / split / name / f"{k}.JPEG")
-    return root
+    return write_class_folders(tmp_path_factory.mktemp("data"), CLASSES, {"train": 6, "val": 3})
 
 
 def tiny_model(num_classes=len(CLASSES)):
