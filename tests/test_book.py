@@ -49,3 +49,29 @@ def test_launch_buttons_and_install_cell_use_one_repository():
     assert url.startswith("https://github.com/") and f"git+{url}'" in install_cell.install_cell(ROOT)
     assert config["launch_buttons"]["colab_url"] == "https://colab.research.google.com"
     assert config["html"]["use_repository_button"] is True
+
+
+def _code_cells(path):
+    return [(i, c) for i, c in enumerate(nbformat.read(path, as_version=4).cells) if c.cell_type == "code"]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
+def test_exercise_solutions_are_folded_with_their_outputs(path):
+    """A solution cell (its source starts with '# Solution') is tagged hide-cell: the page folds its
+    code and its output behind one toggle (hide-input would leave the answer printed below)."""
+    for i, cell in _code_cells(path):
+        if cell.source.startswith("# Solution"):
+            assert "hide-cell" in cell.metadata.get("tags", []), f"{path.name} cell {i}: tag it hide-cell"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
+def test_figures_have_alt_text_and_readable_type(path):
+    """A cell that draws with matplotlib gives its image an alt text (cell metadata mystnb.image.alt,
+    which myst-nb writes into the page), and asks for no text under 8 points."""
+    import re
+    for i, cell in _code_cells(path):
+        if re.search(r"\bplt\.(subplots|figure|show)\b", cell.source):
+            alt = cell.metadata.get("mystnb", {}).get("image", {}).get("alt", "")
+            assert len(alt.split()) >= 5, f"{path.name} cell {i}: give the figure an alt text"
+        for size in re.findall(r"(?:fontsize|labelsize)=(\d+(?:\.\d+)?)", cell.source):
+            assert float(size) >= 8, f"{path.name} cell {i}: text of {size} points is unreadable in the page"

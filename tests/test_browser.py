@@ -2,9 +2,20 @@
 Playwright, over a server on 127.0.0.1.
 
 Every page loads with no JavaScript error and no failed request; no internal link, image or anchor
-is broken; equations are typeset by MathJax and citations resolve; every attention explorer
-renders and reacts to the mouse with no kernel behind it. A screenshot of each chapter's first
-explorer is written to _build/screenshots/ for review.
+is broken; equations are typeset by MathJax and citations resolve. Then, on every page at a
+laptop's width (1280 x 900) and a phone's (390 x 844), the classes of layout problem a reader
+meets are checked, so that none can come back on any page:
+
+* no element of the article is wider than its column unless it scrolls inside its own box, and the
+  page itself never scrolls sideways; an equation's number does not overlap its equation;
+* no raw Markdown table syntax and no unresolved equation label (``{eq}``, ``eq-...``) in the text;
+* every image is loaded and has a meaningful alt text (not a file name);
+* no exercise solution's output is visible before its toggle is opened;
+* every attention explorer responds to the mouse, to a finger (tap and drag, which must not scroll
+  the page) and to the keyboard, and its caption names the chosen model's footprint.
+
+A screenshot of every page at both widths, and of each chapter's first explorer, is written to
+_build/screenshots/ for review.
 
 Needs Debian's Chromium (`apt-get install chromium chromium-driver`, as root; .ci/run does this);
 without it these tests are skipped with that message.
@@ -64,16 +75,26 @@ def browser():
         b.close()
 
 
-def _open(browser, url):
+VIEWPORTS = {"laptop": dict(width=1280, height=900), "phone": dict(width=390, height=844)}
+
+
+def _open(browser, url, viewport="laptop"):
     """Open a page; return it with the errors it reported: console errors, page errors,
     failed requests and HTTP error responses."""
-    page = browser.new_page(viewport={"width": 1200, "height": 900})
+    phone = viewport == "phone"
+    page = browser.new_page(viewport=VIEWPORTS[viewport], has_touch=phone, is_mobile=phone,
+                            device_scale_factor=1)
     problems = []
     page.on("console", lambda m: problems.append(f"console: {m.text}") if m.type == "error" else None)
     page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
     page.on("requestfailed", lambda r: problems.append(f"request failed: {r.url}"))
     page.on("response", lambda r: problems.append(f"HTTP {r.status}: {r.url}") if r.status >= 400 else None)
     page.goto(url, wait_until="load")
+    # MathJax typesets after the load event and moves what follows: wait until it is done.
+    page.wait_for_function("() => !document.querySelector('div.math, span.math') || "
+                           "(window.MathJax && MathJax.startup && MathJax.startup.document && "
+                           "document.querySelector('mjx-container'))", timeout=15_000)
+    page.evaluate("() => window.MathJax && MathJax.startup ? MathJax.startup.promise.then(() => true) : true")
     page.wait_for_timeout(300)
     return page, problems
 
@@ -157,14 +178,22 @@ def test_chapters_have_explorers():
     assert len(EXPLORER_PAGES) >= 4, EXPLORER_PAGES
 
 
-@pytest.mark.parametrize("path", EXPLORER_PAGES)
-def test_explorers_react_to_the_mouse(browser, site, path):
-    page, problems = _open(browser, site + path)
+def _explorers(page):
+    """Each explorer of the page, its image scrolled to the middle of the window (clear of the
+    sticky header): (index, explorer, its image)."""
     explorers = page.locator(".sanmini-explorer")
     for i in range(explorers.count()):
         ex = explorers.nth(i)
-        ex.scroll_into_view_if_needed()
         canvas = ex.locator("canvas.sx-image")
+        canvas.evaluate("e => e.scrollIntoView({block: 'center'})")
+        page.wait_for_timeout(100)
+        yield i, ex, canvas
+
+
+@pytest.mark.parametrize("path", EXPLORER_PAGES)
+def test_explorers_react_to_the_mouse(browser, site, path):
+    page, problems = _open(browser, site + path)
+    for i, ex, canvas in _explorers(page):
         box = canvas.bounding_box()
         assert box and box["width"] > 100, "the explorer's image is not drawn"
         assert ex.locator(".sx-groups canvas").count() >= 1, "no weight panels"
@@ -186,3 +215,150 @@ def test_explorers_react_to_the_mouse(browser, site, path):
             ex.screenshot(path=str(SHOTS / (Path(path).stem + ".png")))
     page.close()
     assert not problems, problems
+
+
+# --- the layout a reader sees, on every page at both widths ---------------------------------------
+
+_LAYOUT_JS = r"""() => {
+  const article = document.querySelector("article.bd-article") || document.querySelector("main");
+  const column = article.getBoundingClientRect();
+  const clips = el => ["auto", "scroll", "hidden", "clip"].includes(getComputedStyle(el).overflowX);
+  const inside = r => r.left >= column.left - 1 && r.right <= column.right + 1;
+  const name = el => el.tagName.toLowerCase() + (el.id ? "#" + el.id : "") +
+    (el.className && typeof el.className === "string" ? "." + el.className.trim().split(/\s+/).slice(0, 2).join(".") : "");
+  const wide = [];
+  for (const el of article.querySelectorAll("*")) {
+    const r = el.getBoundingClientRect();
+    if (r.width === 0 || r.height === 0 || inside(r)) continue;
+    let held = false;
+    for (let p = el.parentElement; p && p !== article; p = p.parentElement) {
+      if (clips(p) && inside(p.getBoundingClientRect())) { held = true; break; }
+    }
+    if (!held) wide.push(`${name(el)} spans ${Math.round(r.left)}..${Math.round(r.right)} px in a column of ` +
+                         `${Math.round(column.left)}..${Math.round(column.right)}: "${(el.textContent || "").trim().slice(0, 50)}"`);
+  }
+  const jammed = [];
+  for (const math of article.querySelectorAll("div.math")) {
+    const number = math.querySelector(".eqno"), formula = math.querySelector("mjx-container");
+    if (!number || !formula) continue;
+    const a = number.getBoundingClientRect(), b = formula.getBoundingClientRect();
+    if (a.left < b.right - 1 && b.left < a.right - 1 && a.top < b.bottom - 1 && b.top < a.bottom - 1)
+      jammed.push(`${number.textContent.trim()} overlaps its equation`);
+  }
+  // The text a reader reads: outside code, outputs printed as text and the explorers' data.
+  const walker = document.createTreeWalker(article, NodeFilter.SHOW_TEXT, {acceptNode: n =>
+    n.parentElement.closest("pre, code, script, style, .highlight, mjx-container") ? NodeFilter.FILTER_REJECT : NodeFilter.FILTER_ACCEPT});
+  const text = [];
+  for (let n = walker.nextNode(); n; n = walker.nextNode()) text.push(n.textContent);
+  const images = [...document.querySelectorAll("img")].map(img => ({
+    src: img.getAttribute("src"), alt: img.getAttribute("alt") || "", loaded: img.complete && img.naturalWidth > 0}));
+  return {wide, jammed, text: text.join(" "), images,
+          pageWidth: document.documentElement.scrollWidth, viewport: window.innerWidth};
+}"""
+
+
+def _layout(page):
+    if page.locator("div.math").count():
+        page.wait_for_selector("mjx-container", timeout=10_000)
+    page.wait_for_timeout(200)
+    return page.evaluate(_LAYOUT_JS)
+
+
+@pytest.mark.parametrize("viewport", list(VIEWPORTS))
+@pytest.mark.parametrize("path", PAGES)
+def test_page_layout_fits_the_column(browser, site, path, viewport):
+    page, problems = _open(browser, site + path, viewport)
+    found = _layout(page)
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / f"{path.replace('/', '_')[:-5]}-{viewport}.png"), full_page=True)
+    page.close()
+    assert not problems, problems
+    assert found["pageWidth"] <= found["viewport"], \
+        f"the page scrolls sideways: {found['pageWidth']} px in a {found['viewport']} px window"
+    assert not found["wide"], found["wide"][:8]
+    assert not found["jammed"], found["jammed"]
+    text = found["text"]
+    raw_table = re.search(r"\|\s*:?-{3,}:?\s*\||\|\s[^|\n]{1,40}\s\|\s[^|\n]{1,40}\s\|", text)   # |---| or | a | b |
+    assert not raw_table, f"raw Markdown table syntax in the text: {raw_table[0]!r}"
+    label = re.search(r"\{eq\}|\(eq-[\w-]+\)|\beq-[a-z][\w-]*", text)
+    assert not label, f"an unresolved equation reference in the text: {label[0]!r}"
+    for image in found["images"]:
+        assert image["loaded"], f"image not loaded: {image['src']}"
+        alt = image["alt"].strip()
+        assert len(alt.split()) >= 2 and not re.search(r"[0-9a-f]{16}|\.(png|jpe?g|svg|gif)$", alt), \
+            f"image {image['src']} has no meaningful alt text: {alt!r}"
+
+
+SOLUTION_PAGES = [p for p in CHAPTERS if "tag_hide-cell" in (SITE / p).read_text(encoding="utf-8")]
+
+
+def test_chapters_have_folded_solutions():
+    assert len(SOLUTION_PAGES) >= 5, SOLUTION_PAGES
+
+
+@pytest.mark.parametrize("path", SOLUTION_PAGES)
+def test_exercise_solutions_are_hidden_until_opened(browser, site, path):
+    page, problems = _open(browser, site + path)
+    solutions = page.locator("div.cell.tag_hide-cell")
+    assert solutions.count() >= 1
+    for i in range(solutions.count()):
+        cell = solutions.nth(i)
+        parts = cell.locator(".cell_input, .cell_output")
+        assert parts.count() >= 1
+        assert not any(parts.nth(k).is_visible() for k in range(parts.count())), \
+            f"solution {i} of {path} shows its code or output before it is opened"
+        cell.locator("summary").first.click()
+        page.wait_for_timeout(100)
+        assert all(parts.nth(k).is_visible() for k in range(parts.count())), f"solution {i} does not open"
+    page.close()
+    assert not problems, problems
+
+
+@pytest.mark.parametrize("path", EXPLORER_PAGES)
+def test_explorers_respond_to_touch_and_keyboard(browser, site, path):
+    page, problems = _open(browser, site + path, "phone")
+    cdp = page.context.new_cdp_session(page)
+    for _, ex, canvas in _explorers(page):
+        label = canvas.get_attribute("aria-label") or ""
+        assert canvas.get_attribute("tabindex") == "0" and "pixels" in label and "Arrow keys" in label
+        box = canvas.bounding_box()
+        assert box["x"] >= 0 and box["x"] + box["width"] <= 390, "the explorer's image is wider than the phone"
+        # A tap picks the pixel under the finger.
+        page.touchscreen.tap(box["x"] + 2, box["y"] + 2)
+        assert ex.get_attribute("data-pixel") == "0,0"
+        # A drag moves it, and does not scroll the page.
+        scrolled = page.evaluate("window.scrollY")
+        points = [(box["x"] + f * box["width"], box["y"] + f * box["height"]) for f in (0.2, 0.5, 0.8)]
+        cdp.send("Input.dispatchTouchEvent", {"type": "touchStart", "touchPoints": [{"x": points[0][0], "y": points[0][1]}]})
+        seen = set()
+        for x, y in points[1:]:
+            cdp.send("Input.dispatchTouchEvent", {"type": "touchMove", "touchPoints": [{"x": x, "y": y}]})
+            page.wait_for_timeout(50)
+            seen.add(ex.get_attribute("data-pixel"))
+        cdp.send("Input.dispatchTouchEvent", {"type": "touchEnd", "touchPoints": []})
+        assert len(seen) == 2, "dragging a finger over the image did not move the pixel"
+        assert page.evaluate("window.scrollY") == scrolled, "dragging on the image scrolled the page"
+        # The keyboard: focus the image, move with the arrow keys.
+        canvas.focus()
+        row, col = map(int, ex.get_attribute("data-pixel").split(","))
+        page.keyboard.press("ArrowRight")
+        page.keyboard.press("ArrowDown")
+        assert ex.get_attribute("data-pixel") == f"{row + 1},{col + 1}"
+        # The caption names the chosen model's footprint.
+        select = ex.locator("select.sx-variant")
+        sides = ex.locator(".sx-k")
+        for k in range(ex.locator("select.sx-variant option").count()):
+            select.select_option(index=k)
+            name = ex.get_attribute("data-variant")
+            side = round(len(ex.get_attribute("data-footprint").split(",")) ** 0.5)
+            assert all(sides.nth(j).inner_text() == str(side) for j in range(sides.count())), \
+                f"the caption does not name {name}'s {side} x {side} footprint"
+    page.close()
+    assert not problems, problems
+
+
+def test_api_page_shows_no_stock_docstrings_and_one_citation_style():
+    html = (SITE / "book" / "api.html").read_text(encoding="utf-8")
+    assert "Define the computation performed at every call" not in html
+    references = (SITE / "book" / "references.html").read_text(encoding="utf-8")
+    assert "ZJK20" not in references and "Zhao et al., 2020" in references

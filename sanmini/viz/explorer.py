@@ -187,7 +187,8 @@ _TEMPLATE = """<div class="sanmini-explorer" id="__ID__" data-pixel="" data-vari
 <style>
 #__ID__ {font-family: sans-serif; font-size: 13px; margin: 0.5em 0 1em 0;}
 #__ID__ .sx-controls {margin-bottom: 6px;}
-#__ID__ .sx-readout {margin-left: 1em; color: #444;}
+#__ID__ .sx-readout {display: block; margin-top: 3px; color: #444; white-space: nowrap; overflow: hidden;
+  text-overflow: ellipsis;}  /* one line, whatever it says: the image below never moves under a finger */
 #__ID__ .sx-body {display: flex; flex-wrap: wrap; gap: 14px; align-items: flex-start;}
 #__ID__ .sx-panel {display: flex; flex-direction: column; align-items: center; gap: 3px;}
 #__ID__ canvas {image-rendering: pixelated; border: 1px solid #ccc;}
