@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+TORCHATTACKS := torchattacks==3.5.1
 # Tests and the book must not need a GPU; they never download data or weights.
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 SHELL := bash
@@ -21,10 +22,13 @@ setup: $(STAMP)
 
 # The pinned stack (requirements.lock: torch/torchvision from the registry, numba, numba-cuda,
 # Jupyter Book 1.x, ...) and sanmini itself, editable.
-$(STAMP): requirements.lock pyproject.toml package-lock.json
+$(STAMP): requirements.lock pyproject.toml package-lock.json Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet -r requirements.lock 2>&1 | $(QUIET_PIP)
 	$(BIN)/python -m pip install --quiet --no-deps -e . 2>&1 | $(QUIET_PIP)
+# torchattacks, which tests/test_robustness.py checks sanmini.robustness against, pins
+# requests 2.25 (a conflict with the lock) but never imports it: installed without its dependencies.
+	$(BIN)/python -m pip install --quiet --no-deps $(TORCHATTACKS) 2>&1 | $(QUIET_PIP)
 	$(BIN)/python -c "import sanmini, torch, torchvision, numba, numba.cuda"
 	npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
 	rm -rf _vendor && mkdir -p _vendor/mathjax/output/chtml/fonts _vendor/mathjax/input/tex
@@ -71,7 +75,7 @@ colab-cells: setup
 # Regenerate requirements.lock from the current .venv.
 lock:
 	{ echo "# Pinned stack for make setup (pip freeze of a working .venv; regenerate with 'make lock')."; \
-	  $(BIN)/python -m pip freeze --exclude-editable | grep -v "^sanmini"; } > requirements.lock
+	  $(BIN)/python -m pip freeze --exclude-editable | grep -v "^sanmini" | grep -v "^torchattacks"; } > requirements.lock
 
 clean:
 	rm -rf _build .pytest_cache
