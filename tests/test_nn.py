@@ -6,10 +6,12 @@ and "cpu" backends (and "cuda", on one tiny case)."""
 import pytest
 import torch
 import torch.nn.functional as F
+from torch import nn
 
+import sanmini
 from conftest import cuda_test_device
 from sanmini.nn import (PAIRWISE_RELATIONS, PATCHWISE_RELATIONS, PairwiseAttention,
-                        PatchwiseAttention, SANBlock, position_grid, set_backend)
+                        PatchwiseAttention, SANBlock, gamma, position_grid, set_backend)
 
 N, C, H, W, K = 2, 8, 5, 6, 3
 
@@ -270,3 +272,62 @@ def test_recompute_keeps_less_for_the_backward_pass(attention, ratio):
     # Without recompute the relation and gamma's intermediates, (2, C, 49, 196) each, dominate.
     assert off > 2 * 4 * 49 * 196 * 4
     assert on < ratio * off, (on, off, on / off)
+
+
+# --- the ablation options: the depth of gamma, phi and psi shared ----------------------------------
+
+@pytest.mark.parametrize("layers", [1, 2, 3])
+def test_gamma_depth_is_layers_steps_of_bn_relu_conv(layers):
+    g = gamma(6, 4, 3, layers)
+    convs = [m for m in g if isinstance(m, nn.Conv2d)]
+    assert len(g) == 3 * layers and len(convs) == layers
+    widths = [6] + [4] * (layers - 1) + [3]
+    assert [(c.in_channels, c.out_channels) for c in convs] == list(zip(widths, widths[1:]))
+    assert [c.bias is not None for c in convs] == [False] * (layers - 1) + [True]
+    x = torch.randn(2, 6, 9, 5, dtype=torch.float64)
+    g = g.double().eval()
+    expected = x
+    for k in range(layers):                       # the same steps, written out
+        bn, conv = g[3 * k], g[3 * k + 2]
+        expected = torch.relu(F.batch_norm(expected, bn.running_mean, bn.running_var, bn.weight, bn.bias))
+        expected = F.conv2d(expected, conv.weight, conv.bias)
+    torch.testing.assert_close(g(x), expected)
+
+
+def test_gamma_default_depth_is_the_released_layout():
+    assert [type(m).__name__ for m in gamma(6, 4, 3)] == \
+        ["BatchNorm2d", "ReLU", "Conv2d", "BatchNorm2d", "ReLU", "Conv2d"]
+
+
+def test_shared_phi_psi_is_one_map_and_computes_phi_against_phi():
+    torch.manual_seed(0)
+    shared = PairwiseAttention(16, 4, 16, share_planes=4, kernel_size=3, share="phi_psi", backend="torch").double().eval()
+    separate = PairwiseAttention(16, 4, 16, share_planes=4, kernel_size=3, backend="torch").double().eval()
+    assert shared.conv2 is shared.conv1
+    n_params = lambda m: sum(p.numel() for p in m.parameters())          # noqa: E731
+    assert n_params(separate) - n_params(shared) == 16 * 4 + 4           # one 1x1 conv fewer
+    state = {k: v for k, v in shared.state_dict().items()}
+    separate.load_state_dict(state)                                       # conv2 := conv1
+    x = torch.randn(2, 16, 6, 6, dtype=torch.float64)
+    torch.testing.assert_close(shared(x), separate(x))
+    torch.testing.assert_close(separate.conv2.weight, separate.conv1.weight)
+
+
+def test_ablation_options_reach_the_models_and_default_to_the_released_ones():
+    with torch.device("meta"):
+        deep = sanmini.create("san10_pairwise", gamma_layers=3, share="phi_psi")
+        patch = sanmini.create("san10_patchwise", gamma_layers=1)
+    block = deep.layer1[0].sam
+    assert block.share == "phi_psi" and block.conv2 is block.conv1
+    assert sum(isinstance(m, nn.Conv2d) for m in block.conv_w) == 3
+    assert sum(isinstance(m, nn.Conv2d) for m in patch.layer1[0].sam.conv_w) == 1
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(share="phi_beta"), r"share must be one of \('none', 'phi_psi'\) for pairwise attention, got 'phi_beta'"),
+    (dict(gamma_layers=0), r"gamma_layers must be"),
+    (dict(gamma_layers=2.0), r"gamma_layers must be"),
+])
+def test_ablation_option_errors(kwargs, message):
+    with pytest.raises((ValueError, TypeError), match=message):
+        PairwiseAttention(16, 4, 16, share_planes=4, **kwargs)

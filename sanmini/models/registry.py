@@ -31,6 +31,9 @@ def create(name: str, num_classes: int = 1000, **overrides) -> nn.Module:
       keeping its (N, C, K*K, H*W) intermediates (less memory for one more forward of the branch;
       :mod:`sanmini.nn.recompute`), ``False`` by default.
 
+    - ``gamma_layers``: the depth of gamma (2, the reference's; :func:`sanmini.nn.gamma`), and for
+      pairwise models ``share="phi_psi"``: psi the same map as phi. For the paper's ablations.
+
     ResNets take ``width`` and ``layers``.
     """
     if name not in MODELS:
@@ -48,9 +51,9 @@ def create(name: str, num_classes: int = 1000, **overrides) -> nn.Module:
         kernels = (overrides.pop("kernel_size"),) * 5
     layers = overrides.pop("layers", SAN_LAYERS[int(depth)])
     backend = overrides.pop("backend", "auto")
-    allowed = {"relation", "share_planes", "width", "pad_mode", "recompute"}
+    allowed = {"relation", "share_planes", "width", "pad_mode", "recompute", "gamma_layers"}
     if attention == "pairwise":
-        allowed.add("position_encoding")
+        allowed |= {"position_encoding", "share"}
     unknown = set(overrides) - allowed
     if unknown:
         raise ValueError(f"unknown overrides {sorted(unknown)} for {name}; "

@@ -4,17 +4,24 @@ BN-ReLU-1x1 conv-BN-ReLU-1x1 conv, applied to relation tensors of shape (N, C_in
 (N, C_in, 1, L) for patchwise) as if K*K x L were an image. The last layer outputs C_out weight
 channels, each shared by ``share_planes`` value channels in the aggregation. The layer indices
 (0, 2, 3, 5) are those of the reference implementation's ``conv_w``, so released weights load.
+
+``layers`` sets the depth of gamma for the paper's ablation of the mapping function: that many
+BN-ReLU-1x1 conv steps, the inner ones ``mid_channels`` wide (1: one conv from the relation to the
+weights; 2, the default: the reference's; 3: one more step of ``mid_channels``).
 """
 from __future__ import annotations
 
 from torch import nn
 
+from .checks import check_int
 
-def gamma(in_channels: int, mid_channels: int, out_channels: int) -> nn.Sequential:
-    """(N, in_channels, A, L) -> (N, out_channels, A, L)."""
-    return nn.Sequential(
-        nn.BatchNorm2d(in_channels), nn.ReLU(inplace=True),
-        nn.Conv2d(in_channels, mid_channels, kernel_size=1, bias=False),
-        nn.BatchNorm2d(mid_channels), nn.ReLU(inplace=True),
-        nn.Conv2d(mid_channels, out_channels, kernel_size=1),
-    )
+
+def gamma(in_channels: int, mid_channels: int, out_channels: int, layers: int = 2) -> nn.Sequential:
+    """(N, in_channels, A, L) -> (N, out_channels, A, L): ``layers`` x (BN, ReLU, 1x1 conv)."""
+    check_int("gamma_layers", layers)
+    widths = [in_channels] + [mid_channels] * (layers - 1) + [out_channels]
+    steps = []
+    for k, (a, b) in enumerate(zip(widths, widths[1:])):
+        last = k == layers - 1               # only the last conv has a bias (a BN follows the others)
+        steps += [nn.BatchNorm2d(a), nn.ReLU(inplace=True), nn.Conv2d(a, b, kernel_size=1, bias=last)]
+    return nn.Sequential(*steps)

@@ -17,6 +17,11 @@ delta is one of the paper's five:
 ``"dot"``           phi(x_i)^T psi(x_j)               1
 ==================  ================================  ===============================
 
+For the paper's ablations: ``gamma_layers`` sets the depth of gamma (:mod:`.gamma`), and
+``share="phi_psi"`` makes psi the same map as phi (one 1x1 conv, ``conv2`` is ``conv1``), so the
+relation compares phi(x_i) with phi(x_j). At their defaults (2, ``"none"``) the layer is the
+released one.
+
 With ``position_encoding`` the relation is concatenated with p_i - p_j of the encoded coordinates
 (:mod:`.position`, ``conv_p``), two more channels. The defaults (subtraction, position encoding,
 reflection padding) are the reference implementation's, parameter for parameter.
@@ -39,6 +44,7 @@ from .recompute import recompute as recompute_branch
 from .recompute import recording
 
 RELATIONS = ("summation", "subtraction", "concatenation", "hadamard", "dot")
+SHARES = ("none", "phi_psi")      # which transformation functions are one map (the paper's ablation)
 
 
 def check_footprint(kernel_size: int, out_planes: int, share_planes: int) -> None:
@@ -68,21 +74,25 @@ class PairwiseAttention(nn.Module):
     def __init__(self, in_planes: int, rel_planes: int, out_planes: int, share_planes: int = 8,
                  kernel_size: int = 7, stride: int = 1, dilation: int = 1,
                  relation: str = "subtraction", position_encoding: bool = True,
-                 pad_mode: str = "reflect", backend: str = "auto", recompute: bool = False):
+                 pad_mode: str = "reflect", backend: str = "auto", recompute: bool = False,
+                 gamma_layers: int = 2, share: str = "none"):
         super().__init__()
         if relation not in RELATIONS:
             raise ValueError(f"relation must be one of {RELATIONS} for pairwise attention, "
                              f"got {relation!r}")
+        if share not in SHARES:
+            raise ValueError(f"share must be one of {SHARES} for pairwise attention, got {share!r}")
         check_footprint(kernel_size, out_planes, share_planes)
         check_int("in_planes", in_planes)
         check_int("rel_planes", rel_planes)
         self.relation, self.position_encoding, self.recompute = relation, position_encoding, recompute
+        self.share = share
         self.conv1 = nn.Conv2d(in_planes, rel_planes, kernel_size=1)      # phi
-        self.conv2 = nn.Conv2d(in_planes, rel_planes, kernel_size=1)      # psi
+        self.conv2 = self.conv1 if share == "phi_psi" else nn.Conv2d(in_planes, rel_planes, kernel_size=1)  # psi
         self.conv3 = nn.Conv2d(in_planes, out_planes, kernel_size=1)      # beta
         width = {"concatenation": 2 * rel_planes, "dot": 1}.get(relation, rel_planes)
         width += 2 if position_encoding else 0
-        self.conv_w = gamma(width, rel_planes, out_planes // share_planes)
+        self.conv_w = gamma(width, rel_planes, out_planes // share_planes, gamma_layers)
         if position_encoding:
             self.conv_p = nn.Conv2d(2, 2, kernel_size=1)
         footprint = dict(kernel_size=kernel_size, stride=stride, dilation=dilation,

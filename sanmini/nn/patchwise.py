@@ -47,7 +47,7 @@ class PatchwiseAttention(nn.Module):
     def __init__(self, in_planes: int, rel_planes: int, out_planes: int, share_planes: int = 8,
                  kernel_size: int = 7, stride: int = 1, dilation: int = 1,
                  relation: str = "concatenation", pad_mode: str = "reflect", backend: str = "auto",
-                 recompute: bool = False):
+                 recompute: bool = False, gamma_layers: int = 2):
         super().__init__()
         if relation not in RELATIONS:
             raise ValueError(f"relation must be one of {RELATIONS} for patchwise attention, "
@@ -62,7 +62,7 @@ class PatchwiseAttention(nn.Module):
         width = {"star": self.taps, "clique": self.taps * self.taps,
                  "concatenation": rel_planes * (self.taps + 1)}[relation]
         weights = out_planes // share_planes
-        self.conv_w = gamma(width, weights, self.taps * weights)
+        self.conv_w = gamma(width, weights, self.taps * weights, gamma_layers)   # depth: see .gamma
         footprint = dict(kernel_size=kernel_size, stride=stride, dilation=dilation,
                          pad_mode=pad_mode, backend=backend)
         self.unfold = Unfold(**footprint)
