@@ -17,6 +17,8 @@ evaluation mode during the attack (batch-norm statistics are not touched) and pu
 """
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -40,6 +42,11 @@ class Normalized(nn.Module):
         return self.model((x - self.mean.to(x.dtype)) / self.std.to(x.dtype))
 
 
+def _check_size(name: str, value) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+
+
 def _check(images: Tensor, labels: Tensor, eps: float, lower: float, upper: float) -> None:
     if not isinstance(images, Tensor) or images.ndim < 2 or not images.is_floating_point():
         raise ValueError(f"images must be a floating-point tensor (N, ...), got "
@@ -47,8 +54,7 @@ def _check(images: Tensor, labels: Tensor, eps: float, lower: float, upper: floa
     if not isinstance(labels, Tensor) or labels.shape != images.shape[:1] or labels.is_floating_point():
         raise ValueError(f"labels must be an integer tensor of shape ({images.shape[0]},), got "
                          f"{getattr(labels, 'dtype', type(labels).__name__)} of shape {tuple(getattr(labels, 'shape', ()))}")
-    if not (isinstance(eps, (int, float)) and eps >= 0 and eps == eps and eps != float("inf")):
-        raise ValueError(f"eps must be a finite number >= 0, got {eps!r}")
+    _check_size("eps", eps)
     if not lower < upper:
         raise ValueError(f"lower must be below upper, got lower={lower!r}, upper={upper!r}")
     if images.numel() and (images.min() < lower or images.max() > upper):
@@ -121,8 +127,7 @@ def pgd(model: nn.Module, images: Tensor, labels: Tensor, eps: float, steps: int
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
         raise ValueError(f"steps must be an int >= 1, got {steps!r}")
     step_size = 2.5 * eps / steps if step_size is None else step_size
-    if not (isinstance(step_size, (int, float)) and step_size >= 0 and step_size != float("inf")):
-        raise ValueError(f"step_size must be a finite number >= 0, got {step_size!r}")
+    _check_size("step_size", step_size)
     x = images.detach()
     adversarial = x.clone()
     if random_start:

@@ -15,7 +15,6 @@ from .imagenette import IMAGENETTE, download, download_imagenette
 from .small import DEFAULT_PHOTOS, PHOTOS, digits, noisy_crops, photo, photo_crops
 
 __all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "check_image_folder", "check_images", "image_folder",
-           "read_image",
-           "train_transform", "eval_transform", "save_image_folder", "IMAGENETTE", "download",
+           "read_image", "train_transform", "eval_transform", "save_image_folder", "IMAGENETTE", "download",
            "download_imagenette", "PHOTOS", "DEFAULT_PHOTOS", "digits", "photo", "photo_crops",
            "noisy_crops"]
