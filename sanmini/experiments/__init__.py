@@ -10,10 +10,11 @@ on scikit-learn's digits, with seeds.
 
 ``python -m sanmini.experiments`` runs the sweep into ``book/results/experiments.csv``.
 """
+from . import results
 from .plan import ATTACKS, ENTRIES, EXPERIMENTS, Config, Entry
 from .sweep import Unit, pending, read_rows, run, run_unit, units
 from .task import TASK, VIEWS, Task, fit, load, predict, training_subset, view_accuracies
 
-__all__ = ["TASK", "Task", "VIEWS", "ATTACKS", "ENTRIES", "EXPERIMENTS", "Config", "Entry", "Unit",
+__all__ = ["results", "TASK", "Task", "VIEWS", "ATTACKS", "ENTRIES", "EXPERIMENTS", "Config", "Entry", "Unit",
            "load", "fit", "predict", "training_subset", "view_accuracies", "units", "pending", "run",
            "run_unit", "read_rows"]

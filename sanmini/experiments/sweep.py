@@ -2,10 +2,10 @@
 
 A *unit* is what is computed at once: one network at one seed, or, for the comparison, its three
 networks at one seed (the attacks run on the validation digits that all three classify
-correctly, so they need all three). A unit's rows are appended to the CSV in one write once it is
-done; a killed sweep loses at most the units in progress, and a rerun computes only the units
-whose rows are missing. Rows of an entry whose Config was already measured at that seed (an
-ablation's default variant) are copied, not recomputed.
+correctly, so they need all three). Once a unit is done its rows are added to the CSV, which is
+rewritten whole and renamed into place; a killed sweep loses at most the units in progress, and a
+rerun computes only the units whose rows are missing or incomplete. Rows of an entry whose Config
+was already measured at that seed (an ablation's default variant) are copied, not recomputed.
 
 Columns: ``experiment, variant, model, seed, metric, value, config, commit, machine, date``.
 """
@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 from .plan import ATTACKS, ENTRIES, VIEWED, Config, Entry
-from .task import TASK, Task, fit, load, predict, view_accuracies
+from .task import TASK, VIEWS, Task, fit, load, predict, view_accuracies
 
 FIELDS = ["experiment", "variant", "model", "seed", "metric", "value", "config", "commit", "machine", "date"]
 COMPARISON = "comparison"
@@ -141,30 +141,41 @@ def run_unit(unit: Unit, threads: int = 1, task: Task = TASK, attacks: dict = AT
 
 
 def read_rows(path) -> list[dict]:
-    """The rows of the CSV at ``path`` ([] if it does not exist). A last line cut short by a killed
-    sweep is dropped (and the file rewritten without it)."""
+    """The rows of the CSV at ``path`` ([] if it does not exist); a line cut short is left out."""
     path = Path(path)
     if not path.exists():
         return []
     with open(path, newline="") as f:
-        rows = list(csv.DictReader(f))
-    complete = [r for r in rows if None not in r.values() and r.get("date")]
-    if len(complete) != len(rows):
-        write_rows(path, complete, mode="w")
-    return complete
+        return [r for r in csv.DictReader(f) if None not in r.values() and r.get("date")]
 
 
-def write_rows(path, rows: list[dict], mode: str = "a") -> None:
+def write_rows(path, rows: list[dict]) -> None:
+    """Write ``rows`` to ``path`` as a whole: to a temporary file, then renamed over ``path``, so
+    a sweep killed while writing leaves the file as it was."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    header = mode == "w" or not path.exists() or path.stat().st_size == 0
-    with open(path, mode, newline="") as f:
+    partial = path.with_name(path.name + ".partial")
+    with open(partial, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=FIELDS, lineterminator="\n")
-        if header:
-            writer.writeheader()
+        writer.writeheader()
         writer.writerows(rows)
         f.flush()
         os.fsync(f.fileno())
+    os.replace(partial, path)
+
+
+def expected_metrics(entry: Entry, attacked_images: int, attacks: dict = ATTACKS) -> set:
+    """The metrics a complete measurement of ``entry`` has: counts, seconds, upright top-1; every
+    view for the experiments of :data:`.plan.VIEWED`; the attacks for the comparison (their rates
+    only if some images were attacked)."""
+    names = {"parameters", "multiply_adds", "train_seconds", "top1_upright"}
+    if entry.experiment in VIEWED:
+        names |= {f"top1_{v}" for v in VIEWS}
+    if entry.experiment == COMPARISON:
+        names.add("attacked_images")
+        if attacked_images:
+            names |= {f"{a}_success_eps{e:g}" for a in ("fgsm", "pgd") for e in attacks["eps"]}
+    return names
 
 
 def _rows(entry: Entry, seed: int, metrics: dict, stamp: dict) -> list[dict]:
@@ -173,60 +184,75 @@ def _rows(entry: Entry, seed: int, metrics: dict, stamp: dict) -> list[dict]:
              "config": entry.config.key, **stamp} for name, value in metrics.items()]
 
 
-def _done(rows: list[dict]) -> dict:
-    """{(experiment, variant, model, seed): [rows]} of what the CSV holds."""
-    done = {}
+def _groups(rows: list[dict]) -> dict:
+    """{(experiment, variant, model, seed): {metric: row}}."""
+    groups = {}
     for r in rows:
-        done.setdefault((r["experiment"], r["variant"], r["model"], int(r["seed"])), []).append(r)
-    return done
+        groups.setdefault((r["experiment"], r["variant"], r["model"], int(r["seed"])), {})[r["metric"]] = r
+    return groups
 
 
-def pending(path, entries=ENTRIES, seeds=range(5)) -> tuple[list[Unit], list[dict]]:
-    """What is left: the units to compute, and rows to copy from configs already measured."""
+def _complete(entry: Entry, group: dict | None, attacks: dict) -> bool:
+    if not group:
+        return False
+    attacked = int(float(group["attacked_images"]["value"])) if "attacked_images" in group else 0
+    return expected_metrics(entry, attacked, attacks) <= set(group)
+
+
+def pending(path, entries=ENTRIES, seeds=range(5), attacks: dict = ATTACKS) -> tuple[list[Unit], list[dict]]:
+    """What is left: the units to compute, and the rows to copy from a measurement of the same
+    config at the same seed that has every metric the entry needs. An entry whose rows are
+    incomplete (a sweep killed while writing them) counts as missing."""
     entries, seeds = list(entries), list(seeds)
-    done = _done(read_rows(path))
-    measured = {}                                          # (config key, seed) -> rows of one entry
-    for (experiment, variant, model, seed), rows in done.items():
-        measured.setdefault((rows[0]["config"], seed), (experiment, rows))
+    groups = _groups(read_rows(path))
     copies, todo = [], set()
     for unit in units(entries, seeds):
         for config in unit.configs:
             for entry in (e for e in entries if e.config == config):
-                if (entry.experiment, entry.variant, entry.label, unit.seed) in done:
+                if _complete(entry, groups.get((entry.experiment, entry.variant, entry.label, unit.seed)), attacks):
                     continue
-                source = measured.get((config.key, unit.seed))
-                usable = source and (not unit.attacked or source[0] == COMPARISON)
-                if usable:
-                    copies += [{**r, "experiment": entry.experiment, "variant": entry.variant, "model": entry.label}
-                               for r in source[1]]
-                else:
+                source = next((g for (_, _, _, seed), g in groups.items() if seed == unit.seed
+                               and next(iter(g.values()))["config"] == config.key
+                               and _complete(entry, g, attacks)), None)
+                if source is None:
                     todo.add(unit)
+                else:
+                    copies += [{**r, "experiment": entry.experiment, "variant": entry.variant, "model": entry.label}
+                               for r in source.values()]
     return [u for u in units(entries, seeds) if u in todo], copies
+
+
+def _merge(path, new_rows: list[dict]) -> None:
+    """Replace in the CSV every (experiment, variant, model, seed) that ``new_rows`` measure."""
+    def key(r):
+        return r["experiment"], r["variant"], r["model"], int(r["seed"])
+    replaced = {key(r) for r in new_rows}
+    write_rows(path, [r for r in read_rows(path) if key(r) not in replaced] + new_rows)
 
 
 def run(path, entries=ENTRIES, seeds=range(5), jobs: int = 1, threads: int = 1, progress: bool = True,
         task: Task = TASK, attacks: dict = ATTACKS) -> int:
-    """Run every pending unit (``jobs`` processes of ``threads`` threads each), appending rows to
-    ``path`` as units finish. Returns the number of units computed. Every view of the digits is
-    measured for the configs of :data:`.plan.VIEWED`, only the upright digits for the others."""
+    """Run every pending unit (``jobs`` processes of ``threads`` threads each), adding its rows to
+    ``path`` as each unit finishes. Returns the number of units computed. Every view of the digits
+    is measured for the configs of :data:`.plan.VIEWED`, only the upright digits for the others."""
     from concurrent.futures import ProcessPoolExecutor, as_completed
     import multiprocessing
 
     from tqdm.auto import tqdm
 
     entries, seeds = list(entries), list(seeds)
-    todo, copies = pending(path, entries, seeds)
-    stamp = {"commit": commit(), "machine": machine(), "date": datetime.date.today().isoformat()}
+    todo, copies = pending(path, entries, seeds, attacks)
     if copies:
-        write_rows(path, [{**r, **stamp} if not r.get("date") else r for r in copies])
+        _merge(path, copies)
+    stamp = {"commit": commit(), "machine": machine(), "date": datetime.date.today().isoformat()}
 
     def record(unit: Unit, metrics: dict) -> None:
-        rows, done = [], _done(read_rows(path))
+        groups, rows = _groups(read_rows(path)), []
         for config, values in metrics.items():
             for entry in (e for e in entries if e.config == config):
-                if (entry.experiment, entry.variant, entry.label, unit.seed) not in done:
+                if not _complete(entry, groups.get((entry.experiment, entry.variant, entry.label, unit.seed)), attacks):
                     rows += _rows(entry, unit.seed, values, stamp)
-        write_rows(path, rows)
+        _merge(path, rows)
 
     def viewed(unit: Unit) -> bool:
         return any(e.experiment in VIEWED for e in entries if e.config in unit.configs)

@@ -29,6 +29,7 @@ class Task:
     momentum: float = 0.9
     weight_decay: float = 1e-4
     label_smoothing: float = 0.1
+    val_per_class: int | None = None   # None: the whole validation split (36 of each digit); fewer for tests
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -65,7 +66,8 @@ def load(task: Task = TASK, normalize: bool = True):
 
     train = digits("train", image_size=task.image_size, normalize=normalize)
     val = digits("val", image_size=task.image_size, normalize=normalize)
-    return training_subset(train, task.per_class), val.tensors
+    return (training_subset(train, task.per_class),
+            val.tensors if task.val_per_class is None else training_subset(val, task.val_per_class))
 
 
 def fit(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, seed: int, task: Task = TASK) -> float:

@@ -1,0 +1,199 @@
+"""sanmini.experiments: the sweep's plan, task, resumable CSV and the reading of its results."""
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import sanmini
+from sanmini.experiments import ENTRIES, EXPERIMENTS, VIEWS, Config, Task, plan, results, sweep, task
+from sanmini.experiments.__main__ import DEFAULT_OUT, cli
+
+ROOT = Path(__file__).resolve().parents[1]
+RECORDED = ROOT / DEFAULT_OUT
+TINY = Task(per_class=2, epochs=1, batch_size=10, val_per_class=3)
+TINY_ATTACKS = {"images": 3, "eps": (0.05,), "pgd_steps": 2}
+
+
+def test_a_variant_equal_to_the_default_is_the_default_config():
+    assert Config.of("san10_pairwise", relation="subtraction", share="none") == Config.of("san10_pairwise")
+    assert Config.of("san10_pairwise", relation="dot") != Config.of("san10_pairwise")
+    with pytest.raises(ValueError, match="position_encoding"):
+        Config.of("san10_patchwise", position_encoding=False)
+    # 15 distinct networks, each built as the plan says.
+    configs = {e.config for e in ENTRIES}
+    assert len(configs) == 15
+    for config in configs:
+        model = config.build()
+        for name, value in config.kwargs.items():
+            if name in ("relation", "share", "position_encoding"):
+                assert getattr(model.layer0[0].sam, name) == value
+        if config.model.startswith("san"):
+            kernels = [getattr(model, f"layer{k}")[0].sam.aggregation.kernel_size for k in range(5)]
+            assert tuple(kernels) == config.kwargs["kernels"]
+            assert len(model.layer0[0].sam.conv_w) == 3 * config.kwargs["gamma_layers"]
+
+
+def test_the_plan_has_every_ablation_of_the_issue():
+    variants = {x: [e.variant for e in ENTRIES if e.experiment == x] for x in EXPERIMENTS}
+    assert sorted(variants["pairwise_relation"]) == sorted(sanmini.nn.PAIRWISE_RELATIONS)
+    assert sorted(variants["patchwise_relation"]) == sorted(sanmini.nn.PATCHWISE_RELATIONS)
+    assert variants["footprint"] == ["3", "5", "7"]
+    assert variants["position_encoding"] == ["on", "off"]
+    assert variants["gamma_depth"] == ["1", "2", "3"]
+    assert variants["sharing"] == ["none", "phi_psi"]
+    assert [e.label for e in ENTRIES if e.experiment == "comparison"] == ["SAN10 pairwise", "SAN10 patchwise", "ResNet26"]
+
+
+def test_matched_in_parameters():
+    # The ResNet's width is the one whose parameter count is closest to SAN10 pairwise's.
+    counts = {e.label: sum(p.numel() for p in e.config.build().parameters())
+              for e in ENTRIES if e.experiment == "comparison"}
+    san = counts["SAN10 pairwise"]
+    widths = {w: sum(p.numel() for p in sanmini.create("resnet26", num_classes=10, width=w).parameters())
+              for w in range(8, 21)}
+    assert min(widths, key=lambda w: abs(widths[w] - san)) == plan.DEFAULTS["resnet26"]["width"]
+    assert counts["ResNet26"] == widths[plan.DEFAULTS["resnet26"]["width"]]
+
+
+def test_training_subset_keeps_the_first_of_each_class_in_order():
+    images = torch.arange(12.0).view(12, 1, 1, 1)
+    labels = torch.tensor([0, 1, 1, 0, 2, 1, 0, 2, 2, 0, 1, 2])
+    dataset = torch.utils.data.TensorDataset(images, labels)
+    dataset.classes = ["a", "b", "c"]
+    x, y = task.training_subset(dataset, 2)
+    assert x.flatten().tolist() == [0, 1, 2, 3, 4, 7]
+    assert y.tolist() == [0, 1, 1, 0, 2, 2]
+    with pytest.raises(ValueError, match="per_class must be between 1 and 4"):
+        task.training_subset(dataset, 5)
+
+
+def test_views_against_index_loops():
+    x = torch.randn(2, 3, 5, 5, dtype=torch.float64)
+    n = 5
+    ref = {name: torch.empty_like(x) for name in VIEWS}
+    for i in range(n):
+        for j in range(n):
+            ref["upright"][..., i, j] = x[..., i, j]
+            ref["rot90"][..., i, j] = x[..., j, n - 1 - i]           # a quarter turn counter-clockwise
+            ref["rot180"][..., i, j] = x[..., n - 1 - i, n - 1 - j]
+            ref["upside_down"][..., i, j] = x[..., n - 1 - i, j]
+            ref["mirrored"][..., i, j] = x[..., i, n - 1 - j]
+    for name, view in VIEWS.items():
+        assert torch.equal(view(x), ref[name]), name
+    with pytest.raises(ValueError, match="views must be names of"):
+        task.view_accuracies(torch.nn.Identity(), x, torch.zeros(2), ["sideways"])
+
+
+@pytest.mark.parametrize("position_encoding", [False, True])
+def test_pairwise_san_without_position_encoding_is_blind_to_rotations_and_flips(position_encoding):
+    # Its 1x1 maps, its attention (a set operator over a footprint, with symmetric padding), the
+    # 2x2 max-pools of even maps and the global average pool all commute with these views: the
+    # chapter's explanation of the rotation results. The position encoding breaks it.
+    torch.manual_seed(0)
+    model = sanmini.create("san10_pairwise", num_classes=10, width=16, share_planes=4, kernel_size=3,
+                           position_encoding=position_encoding, backend="torch").double().eval()
+    for module in model.modules():                      # running statistics away from 0 and 1
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.5, 0.5)
+            module.running_var.uniform_(0.5, 2.0)
+    x = torch.randn(2, 3, 64, 64, dtype=torch.float64)
+    with torch.no_grad():
+        logits = model(x)
+        gaps = {name: float((model(view(x)) - logits).abs().max()) for name, view in VIEWS.items()}
+    scale = float(logits.abs().max())
+    if position_encoding:
+        assert min(gaps[name] for name in VIEWS if name != "upright") > 1e-6 * scale
+    else:
+        assert max(gaps.values()) < 1e-10 * scale
+
+
+def _entries():
+    return [e for e in ENTRIES if e.experiment in ("comparison", "position_encoding")]
+
+
+def test_the_sweep_end_to_end_and_resumed(tmp_path):
+    out = tmp_path / "experiments.csv"
+    entries = _entries()
+    assert sweep.run(out, entries, [0, 1], task=TINY, attacks=TINY_ATTACKS, progress=False) == 4
+    rows = sweep.read_rows(out)
+    keys = {(r["experiment"], r["variant"], r["model"], int(r["seed"])) for r in rows}
+    assert keys == {(e.experiment, e.variant, e.label, s) for e in entries for s in (0, 1)}
+    for r in rows:
+        assert r["config"] == next(e.config.key for e in entries if (e.experiment, e.variant, e.label)
+                                   == (r["experiment"], r["variant"], r["model"]))
+        if r["metric"].startswith(("top1_", "fgsm_", "pgd_")):
+            assert 0 <= float(r["value"]) <= 100
+    # "on" is the comparison's SAN10 pairwise: copied, not trained again.
+    on = results.values(rows, "position_encoding", "on", "SAN10 pairwise", "top1_upright")
+    assert on == results.values(rows, "comparison", "main", "SAN10 pairwise", "top1_upright")
+    off_metrics = {r["metric"] for r in rows if r["variant"] == "off"}
+    assert {f"top1_{v}" for v in VIEWS} <= off_metrics            # position encoding: every view
+
+    # Nothing left: a rerun computes nothing.
+    assert sweep.pending(out, entries, [0, 1], TINY_ATTACKS) == ([], [])
+    assert sweep.run(out, entries, [0, 1], task=TINY, attacks=TINY_ATTACKS, progress=False) == 0
+
+    # A sweep killed while writing (a file cut short, written before writes were atomic): seed 1
+    # of "off" lost, and the comparison's last row cut.
+    kept = [r for r in rows if not (r["variant"] == "off" and r["seed"] == "1")]
+    kept.sort(key=lambda r: (r["experiment"] == "comparison", r["seed"]))
+    sweep.write_rows(out, kept)
+    out.write_text(out.read_text()[:-40])
+    todo, copies = sweep.pending(out, entries, [0, 1], TINY_ATTACKS)
+    assert copies == []
+    assert [(u.configs, u.seed) for u in todo] == [(tuple(e.config for e in entries[:3]), 1), ((entries[-1].config,), 1)]
+    assert not list(tmp_path.glob("*.partial"))
+    assert sweep.run(out, entries, [0, 1], task=TINY, attacks=TINY_ATTACKS, progress=False) == 2
+    again = sweep.read_rows(out)
+    assert len(again) == len(rows)
+    # The recomputed unit gives the values it gave the first time (the same seed, the same thread).
+    def measured(rs):
+        return {(r["experiment"], r["variant"], r["model"], r["seed"], r["metric"]): r["value"]
+                for r in rs if r["metric"] != "train_seconds"}
+    assert measured(again) == measured(rows)
+
+
+def test_attacks_are_measured_on_images_every_network_classifies_correctly(tmp_path):
+    unit = sweep.units(_entries(), [0])[0]
+    assert unit.attacked and len(unit.configs) == 3
+    data = task.load(Task(per_class=20, epochs=2))
+    models = {c: c.build().eval() for c in unit.configs}
+    # Untrained networks get some digits right by chance; the attacked images are those all get right.
+    rates = sweep.attack(models, 0, data, TINY_ATTACKS)
+    correct = torch.stack([task.predict(m, data[1][0]) == data[1][1] for m in models.values()]).all(0)
+    assert all(r["attacked_images"] == min(3, int(correct.sum())) for r in rates.values())
+
+
+def test_paired_comparison_against_a_t_interval_by_hand():
+    a = {0: 90.0, 1: 92.0, 2: 93.0, 3: 93.0, 4: 89.0}
+    b = {0: 88.0, 1: 91.0, 2: 91.5, 3: 90.0, 4: 88.0, 5: 99.0}        # seed 5 has no pair
+    d = np.array([2.0, 1.0, 1.5, 3.0, 1.0])
+    half = 2.7764451051977987 * d.std(ddof=1) / math.sqrt(5)          # t(0.975, 4), from tables
+    p = results.paired(a, b)
+    assert p.n == 5 and p.wins == 5
+    assert math.isclose(p.mean, d.mean()) and math.isclose(p.low, d.mean() - half, rel_tol=1e-9)
+    assert results.verdict(p, 0.0) == results.HOLDS                   # the interval is above 0
+    assert results.verdict(p, 3.0) == results.FAILS                   # and below 3
+    assert results.verdict(p, 1.0) == results.UNRESOLVED
+    s = results.Spread.of(a)
+    assert (s.low, s.high, s.n) == (89.0, 93.0, 5) and s.outside(94.5) == 1.5 and s.outside(90) == 0
+    with pytest.raises(ValueError, match="at least 2 common seeds"):
+        results.paired({0: 1.0}, {0: 2.0, 1: 3.0})
+    with pytest.raises(KeyError, match="metric='nope'"):
+        results.values([], "comparison", "main", "ResNet26", "nope")
+
+
+def test_cli_lists_what_is_left(tmp_path, capsys):
+    out = tmp_path / "e.csv"
+    assert cli(["--out", str(out), "--only", "position_encoding", "--seeds", "2", "--list"]) == 0
+    printed = capsys.readouterr().out
+    assert printed.count("seed 0:") == 2 and "4 units to compute, 0 rows to copy" in printed
+    with pytest.raises(SystemExit):
+        cli(["--out", str(out), "--seeds", "0"])
+    assert "--seeds must be at least 1" in capsys.readouterr().err
