@@ -217,6 +217,30 @@ def test_explorers_react_to_the_mouse(browser, site, path):
     assert not problems, problems
 
 
+CHOOSER_PAGES = [p for p in CHAPTERS if "sanmini-chooser" in (SITE / p).read_text(encoding="utf-8")]
+
+
+def test_a_chapter_has_a_figure_chooser():
+    assert CHOOSER_PAGES, "no page holds a figure chooser"
+
+
+@pytest.mark.parametrize("path", CHOOSER_PAGES)
+def test_figure_choosers_show_the_chosen_figure(browser, site, path):
+    page, problems = _open(browser, site + path)
+    choosers = page.locator(".sanmini-chooser")
+    for i in range(choosers.count()):
+        chooser = choosers.nth(i)
+        figures = chooser.locator("img.fc-figure")
+        assert figures.count() >= 2
+        for k in range(figures.count()):
+            chooser.locator("select").select_option(index=k)
+            visible = [j for j in range(figures.count()) if figures.nth(j).is_visible()]
+            assert visible == [k], f"chooser {i} of {path}: option {k} shows figures {visible}"
+            assert figures.nth(k).evaluate("im => im.complete && im.naturalWidth > 100")
+    page.close()
+    assert not problems, problems
+
+
 # --- the layout a reader sees, on every page at both widths ---------------------------------------
 
 _LAYOUT_JS = r"""() => {

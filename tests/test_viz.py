@@ -115,3 +115,42 @@ def test_live_widget_builds():
     box = _explorer().widget()
     dropdown = box.children[0].children[0]
     assert list(dropdown.options) == ["attention", "conv"]
+
+
+# --- the figure chooser ---------------------------------------------------------------------------
+
+def _figures():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    figures = {}
+    for name, colour in (("first axis", "C0"), ("second axis", "C1")):
+        fig, ax = plt.subplots(figsize=(2, 1.5))
+        ax.plot([0, 1], [0, 1], color=colour)
+        figures[name] = fig
+    return figures
+
+
+def test_figure_chooser_embeds_every_figure_with_its_alt_text():
+    import base64
+    import re
+    from sanmini.viz import FigureChooser
+    alts = {"first axis": "a rising blue line on white", "second axis": "a rising orange line on white"}
+    chooser = FigureChooser(_figures(), alts, label="ablation", caption="Pick one & see")
+    page = chooser.to_html()
+    images = re.findall(r'<img class="fc-figure" data-index="(\d)" alt="([^"]+)" style="([^"]*)" '
+                        r'src="data:image/png;base64,([^"]+)">', page)
+    assert [(i, alt) for i, alt, _, _ in images] == [("0", alts["first axis"]), ("1", alts["second axis"])]
+    assert "display:none" not in images[0][2] and "display:none" in images[1][2]     # the first shows first
+    for (_, _, _, data), name in zip(images, alts):
+        assert base64.b64decode(data) == chooser.png[name] and chooser.png[name][:8] == b"\x89PNG\r\n\x1a\n"
+    assert '<option value="0">first axis</option><option value="1">second axis</option>' in page
+    assert "Pick one &amp; see" in page and "<script src" not in page
+
+
+def test_figure_chooser_refuses_figures_without_alt_text():
+    from sanmini.viz import FigureChooser
+    with pytest.raises(ValueError, match=r"missing or too short for \['second axis'\]"):
+        FigureChooser(_figures(), {"first axis": "a rising blue line on white", "second axis": "a line"})
+    with pytest.raises(ValueError, match="at least one figure"):
+        FigureChooser({}, {})

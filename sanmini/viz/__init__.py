@@ -1,5 +1,7 @@
-"""Seeing attention: the weights alpha of an aggregation layer, over the footprint of any pixel."""
+"""Seeing attention: the weights alpha of an aggregation layer, over the footprint of any pixel;
+and a chooser of figures (e.g. one per ablation axis)."""
+from .chooser import FigureChooser
 from .explorer import STATIC_ENV, AttentionExplorer
 from .weights import aggregation_weights, weight_variation
 
-__all__ = ["AttentionExplorer", "aggregation_weights", "weight_variation", "STATIC_ENV"]
+__all__ = ["AttentionExplorer", "FigureChooser", "aggregation_weights", "weight_variation", "STATIC_ENV"]
