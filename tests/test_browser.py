@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import functools
 import http.server
+import json
 import re
 import shutil
 import threading
@@ -237,6 +238,44 @@ def test_figure_choosers_show_the_chosen_figure(browser, site, path):
             visible = [j for j in range(figures.count()) if figures.nth(j).is_visible()]
             assert visible == [k], f"chooser {i} of {path}: option {k} shows figures {visible}"
             assert figures.nth(k).evaluate("im => im.complete && im.naturalWidth > 100")
+    page.close()
+    assert not problems, problems
+
+
+PLAYGROUND_PAGES = [p for p in CHAPTERS if "sanmini-footprint" in (SITE / p).read_text(encoding="utf-8")]
+
+
+def test_a_chapter_has_a_footprint_playground():
+    assert PLAYGROUND_PAGES, "no page holds a footprint playground"
+
+
+@pytest.mark.parametrize("path", PLAYGROUND_PAGES)
+def test_footprint_playground_follows_the_window_rule(browser, site, path):
+    from sanmini.ops import output_size
+    page, problems = _open(browser, site + path)
+    root = page.locator(".sanmini-footprint").first
+    data = json.loads(root.locator("script.fp-data").inner_text())
+    H, W = data["height"], data["width"]
+    canvas = root.locator("canvas")
+    canvas.evaluate("e => e.scrollIntoView({block: 'center'})")
+    for K, s, p, d, mode in [(3, 1, 1, 1, "zeros"), (5, 2, 0, 1, "reflect"), (7, 3, 4, 2, "reflect"), (9, 1, 8, 1, "zeros")]:
+        for name, v in (("k", K), ("stride", s), ("padding", p), ("dilation", d), ("mode", mode)):
+            root.locator(f"select.fp-{name}").select_option(str(v))
+        assert root.get_attribute("data-output") == f"{output_size(H, K, s, p, d)}x{output_size(W, K, s, p, d)}"
+        box = canvas.bounding_box()
+        seen = set()
+        for fx, fy in [(0.3, 0.3), (0.6, 0.7)]:
+            page.mouse.move(box["x"] + fx * box["width"], box["y"] + fy * box["height"])
+            ho, wo = map(int, root.get_attribute("data-pixel").split(","))
+            want = [f"{ho * s - p + ki * d},{wo * s - p + kj * d}" for ki in range(K) for kj in range(K)]
+            assert root.get_attribute("data-taps").split() == want
+            seen.add((ho, wo))
+        assert len(seen) == 2, "moving the pointer did not move the output pixel"
+        canvas.focus()
+        before = root.get_attribute("data-pixel")
+        page.keyboard.press("ArrowUp")
+        ho, wo = map(int, before.split(","))
+        assert root.get_attribute("data-pixel") == f"{max(ho - 1, 0)},{wo}"
     page.close()
     assert not problems, problems
 

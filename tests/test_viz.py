@@ -154,3 +154,37 @@ def test_figure_chooser_refuses_figures_without_alt_text():
         FigureChooser(_figures(), {"first axis": "a rising blue line on white", "second axis": "a line"})
     with pytest.raises(ValueError, match="at least one figure"):
         FigureChooser({}, {})
+
+
+# --- the footprint playground ---------------------------------------------------------------------
+
+@pytest.mark.parametrize("K,s,p,d,mode", [(3, 1, 1, 1, "zeros"), (5, 2, 4, 1, "reflect"), (3, 3, 2, 3, "reflect"),
+                                          (7, 1, 6, 2, "zeros"), (1, 4, 8, 1, "zeros")])
+def test_footprint_playground_reads_what_the_operators_read(K, s, p, d, mode):
+    # Against torch: F.pad of an image of pixel indices, then F.unfold, gives the pixel each position
+    # of each footprint reads (-1 for a zero) and the output size.
+    from sanmini.viz import FootprintPlayground
+    H, W = 11, 13
+    play = FootprintPlayground(torch.rand(3, H, W))
+    index = torch.arange(H * W, dtype=torch.float64).view(1, 1, H, W)
+    padded = F.pad(index + 1, (p,) * 4, mode="constant" if mode == "zeros" else "reflect") - 1
+    cols = F.unfold(padded, K, dilation=d, stride=s)                           # (1, K*K, L)
+    Ho, Wo = play.output_shape(K, s, p, d)
+    assert Ho * Wo == cols.shape[-1]
+    for ho, wo in [(0, 0), (Ho - 1, Wo - 1), (Ho // 2, Wo // 3)]:
+        taps = play.footprint(ho, wo, K, s, p, d, mode)
+        got = [-1 if reads is None else reads[0] * W + reads[1] for _, _, reads in taps]
+        assert got == cols[0, :, ho * Wo + wo].long().tolist()
+
+
+def test_footprint_playground_page_and_errors():
+    from sanmini.viz import FootprintPlayground
+    play = FootprintPlayground(torch.rand(3, 8, 8), caption="Pick K & see")
+    page = play.to_html()
+    assert page.count("<select") == 5 and "Pick K &amp; see" in page and "<script src" not in page
+    data = json.loads(re.search(r'<script type="application/json" class="fp-data">(.*?)</script>', page).group(1))
+    assert (data["height"], data["width"]) == (8, 8)
+    with pytest.raises(ValueError, match="reflection padding needs padding < the image's height"):
+        play.footprint(0, 0, 3, 1, 8, 1, "reflect")
+    with pytest.raises(ValueError, match="pad_mode must be one of"):
+        play.footprint(0, 0, 3, 1, 1, 1, "circular")

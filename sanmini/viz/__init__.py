@@ -1,7 +1,9 @@
 """Seeing attention: the weights alpha of an aggregation layer, over the footprint of any pixel;
-and a chooser of figures (e.g. one per ablation axis)."""
+a playground of the footprint (K, stride, padding, dilation); and a chooser of figures (e.g. one
+per ablation axis)."""
 from .chooser import FigureChooser
 from .explorer import STATIC_ENV, AttentionExplorer
+from .footprint import FootprintPlayground
 from .weights import aggregation_weights, weight_variation
 
-__all__ = ["AttentionExplorer", "FigureChooser", "aggregation_weights", "weight_variation", "STATIC_ENV"]
+__all__ = ["AttentionExplorer", "FigureChooser", "FootprintPlayground", "aggregation_weights", "weight_variation", "STATIC_ENV"]
