@@ -218,11 +218,17 @@ def test_explorers_react_to_the_mouse(browser, site, path):
     assert not problems, problems
 
 
-CHOOSER_PAGES = [p for p in CHAPTERS if "sanmini-chooser" in (SITE / p).read_text(encoding="utf-8")]
+def _pages_with(marker: str) -> list[str]:
+    return [p for p in CHAPTERS if marker in (SITE / p).read_text(encoding="utf-8")]
 
 
-def test_a_chapter_has_a_figure_chooser():
-    assert CHOOSER_PAGES, "no page holds a figure chooser"
+CHOOSER_PAGES = _pages_with("sanmini-chooser")
+PLAYGROUND_PAGES = _pages_with("sanmini-footprint")
+
+
+@pytest.mark.parametrize("pages", [CHOOSER_PAGES, PLAYGROUND_PAGES], ids=["figure chooser", "footprint playground"])
+def test_a_chapter_has_the_widget(pages):
+    assert pages, "no page holds one"
 
 
 @pytest.mark.parametrize("path", CHOOSER_PAGES)
@@ -240,13 +246,6 @@ def test_figure_choosers_show_the_chosen_figure(browser, site, path):
             assert figures.nth(k).evaluate("im => im.complete && im.naturalWidth > 100")
     page.close()
     assert not problems, problems
-
-
-PLAYGROUND_PAGES = [p for p in CHAPTERS if "sanmini-footprint" in (SITE / p).read_text(encoding="utf-8")]
-
-
-def test_a_chapter_has_a_footprint_playground():
-    assert PLAYGROUND_PAGES, "no page holds a footprint playground"
 
 
 @pytest.mark.parametrize("path", PLAYGROUND_PAGES)

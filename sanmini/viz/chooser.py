@@ -14,12 +14,11 @@ import base64
 import hashlib
 import html
 import io
-import os
 
-from .explorer import STATIC_ENV
+from .page import PageWidget
 
 
-class FigureChooser:
+class FigureChooser(PageWidget):
     """Named figures, one shown at a time.
 
     Args:
@@ -67,8 +66,6 @@ class FigureChooser:
                 f'<div>{images}</div>{caption}'
                 f'<script>(function(){{var root=document.getElementById("{uid}");{script}}})();</script></div>')
 
-    def _repr_html_(self) -> str:
-        return self.to_html()
 
     def widget(self):
         """A live dropdown and the chosen figure."""
@@ -82,10 +79,3 @@ class FigureChooser:
         choose.observe(draw, names="value")
         return widgets.VBox([choose, image])
 
-    def show(self):
-        """Display the page's chooser, and in a live kernel (not the book build) the widget too."""
-        from IPython.display import display
-
-        display(self)
-        if not os.environ.get(STATIC_ENV):
-            display(self.widget())

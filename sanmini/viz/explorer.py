@@ -20,12 +20,11 @@ import base64
 import hashlib
 import html
 import json
-import os
 
 import numpy as np
 import torch
 
-STATIC_ENV = "SANMINI_STATIC_HTML"   # set by `make book`: no live widgets in the published page
+from .page import PageWidget
 
 
 def _as_image(image) -> np.ndarray:
@@ -64,7 +63,7 @@ def _b64(a: np.ndarray) -> str:
     return base64.b64encode(np.ascontiguousarray(a, dtype=np.uint8).tobytes()).decode("ascii")
 
 
-class AttentionExplorer:
+class AttentionExplorer(PageWidget):
     """An image and, per named variant, the aggregation weights at each of its pixels.
 
     Args:
@@ -133,8 +132,6 @@ class AttentionExplorer:
         return (_TEMPLATE.replace("__ID__", uid).replace("__CAPTION__", caption).replace("__LABEL__", label)
                 .replace("__DATA__", data.replace("</", "<\\/")).replace("__SCRIPT__", _SCRIPT))
 
-    def _repr_html_(self) -> str:
-        return self.to_html()
 
     # --- a running kernel: ipywidgets ----------------------------------------------------------
 
@@ -174,13 +171,6 @@ class AttentionExplorer:
         draw()
         return widgets.VBox([widgets.HBox([choose, row, col]), out])
 
-    def show(self):
-        """Display the page explorer, and in a live kernel (not the book build) the widgets too."""
-        from IPython.display import display
-
-        display(self)
-        if not os.environ.get(STATIC_ENV):
-            display(self.widget())
 
 
 _TEMPLATE = """<div class="sanmini-explorer" id="__ID__" data-pixel="" data-variant="">

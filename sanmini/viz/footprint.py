@@ -19,12 +19,12 @@ from __future__ import annotations
 import hashlib
 import html
 import json
-import os
 
 import numpy as np
 
 from ..ops.geometry import output_size
-from .explorer import STATIC_ENV, _as_image, _b64
+from .explorer import _as_image, _b64
+from .page import PageWidget
 
 SIZES = {"K": (1, 3, 5, 7, 9), "stride": (1, 2, 3, 4), "dilation": (1, 2, 3), "padding": tuple(range(9))}
 PAD_MODES = ("zeros", "reflect")
@@ -40,7 +40,7 @@ def reflect(index: int, size: int) -> int:
     return period - index if index >= size else index
 
 
-class FootprintPlayground:
+class FootprintPlayground(PageWidget):
     """An image and the footprint of an output pixel under a chosen K, stride, padding, dilation.
 
     Args:
@@ -98,8 +98,6 @@ class FootprintPlayground:
         return (_TEMPLATE.replace("__ID__", uid).replace("__CONTROLS__", controls).replace("__LABEL__", label)
                 .replace("__CAPTION__", caption).replace("__DATA__", data).replace("__SCRIPT__", _SCRIPT))
 
-    def _repr_html_(self) -> str:
-        return self.to_html()
 
     # --- a running kernel: ipywidgets ----------------------------------------------------------
 
@@ -148,13 +146,6 @@ class FootprintPlayground:
         return widgets.VBox([widgets.HBox(list(choose.values())[:2]), widgets.HBox(list(choose.values())[2:]),
                              mode, widgets.HBox([row, col]), out])
 
-    def show(self):
-        """Display the page's playground, and in a live kernel (not the book build) the widgets too."""
-        from IPython.display import display
-
-        display(self)
-        if not os.environ.get(STATIC_ENV):
-            display(self.widget())
 
 
 _TEMPLATE = """<div class="sanmini-footprint" id="__ID__" data-output="" data-pixel="" data-taps="">
