@@ -197,3 +197,15 @@ def test_cli_lists_what_is_left(tmp_path, capsys):
     with pytest.raises(SystemExit):
         cli(["--out", str(out), "--seeds", "0"])
     assert "--seeds must be at least 1" in capsys.readouterr().err
+
+
+def test_the_recorded_sweep_is_complete_and_of_this_plan():
+    # Every entry at 5 seeds, each with the config it has now: a change of the plan needs a rerun.
+    rows = results.load(RECORDED)
+    assert sweep.pending(RECORDED, ENTRIES, range(5)) == ([], [])
+    for entry in ENTRIES:
+        got = {r["config"] for r in rows if (r["experiment"], r["variant"], r["model"])
+               == (entry.experiment, entry.variant, entry.label)}
+        assert got == {entry.config.key}, entry
+    for r in rows:
+        assert r["commit"] and r["machine"] and r["date"]
