@@ -1,8 +1,6 @@
 """sanmini.experiments: the sweep's plan, task, resumable CSV and the reading of its results."""
 from __future__ import annotations
 
-import csv
-import json
 import math
 from pathlib import Path
 

@@ -20,7 +20,6 @@ import hashlib
 import html
 import json
 
-import numpy as np
 
 from ..ops.geometry import output_size
 from .explorer import _as_image, _b64
