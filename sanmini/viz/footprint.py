@@ -20,7 +20,6 @@ import hashlib
 import html
 import json
 
-
 from ..ops.geometry import output_size
 from .explorer import _as_image, _b64
 from .page import PageWidget
