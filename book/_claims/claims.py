@@ -32,6 +32,7 @@ class Claim:
 
 
 PAIR = '"pairwise, subtraction + position"'
+MARGIN_RESNET, MARGIN_SAN = 10, 6     # about twice the most any recorded run fell outside (4.7 and 2.5 points)
 CLAIMS = [
     # Chapter 3: five trained pairwise denoisers and a convolution, PSNR on held-out photographs.
     Claim("03_pairwise", "each model denoises (dB over the noisy input)",
@@ -50,6 +51,10 @@ CLAIMS = [
           'scores["patchwise"] - scores["noisy input"]', ">", 3),
     Claim("04_patchwise", "patchwise weights vary with the pixel", 'variation["patchwise"]', ">", 0.08),
     Claim("04_patchwise", "patchwise vs convolution (dB)", 'scores["patchwise"] - scores["convolution"]'),
+    Claim("04_patchwise", "patchwise R^2 on the mirror task (smallest of 3 seeds)", 'min(separation["patchwise"])',
+          ">", 0.8),
+    Claim("04_patchwise", "pairwise with position encoding, R^2 on the mirror task (largest of 3 seeds)",
+          'max(separation["pairwise, position encoding"])'),
     # Chapter 5: the weights of the denoisers on a held-out photograph.
     Claim("05_networks", "pairwise weights vary on coins", 'variation["pairwise"]', ">", 0.2),
     Claim("05_networks", "patchwise weights vary on coins", 'variation["patchwise"]', ">", 0.08),
@@ -68,4 +73,15 @@ CLAIMS = [
           "max(entropy_change.values())"),
     Claim("07_training", "entropy at initialisation / log 9 (smallest of 3 layers)",
           'min(stats[layer]["random initialisation"]["entropy"] for layer in LAYERS) / math.log(9)', ">", 0.99),
+    # Chapter 5b: the live rerun of two networks of the recorded sweep, against its spread over 5 seeds.
+    Claim("05b_what_the_paper_found", "live ResNet26 outside the recorded range (points)",
+          'outside_points["ResNet26"]', "<", MARGIN_RESNET),
+    Claim("05b_what_the_paper_found", "live SAN10 pairwise outside the recorded range (points)",
+          'outside_points["SAN10 pairwise"]', "<", MARGIN_SAN),
+    Claim("05b_what_the_paper_found", "live ResNet26 val top-1 (%)", 'live["ResNet26"]["top1_upright"]'),
+    Claim("05b_what_the_paper_found", "live SAN10 pairwise val top-1 (%)", 'live["SAN10 pairwise"]["top1_upright"]'),
+    Claim("05b_what_the_paper_found", "live SAN10 pairwise top-1 turned by 90 degrees (%)",
+          'live["SAN10 pairwise"]["top1_rot90"]'),
+    Claim("05b_what_the_paper_found", "live ResNet26 top-1 turned by 90 degrees (%)", 'live["ResNet26"]["top1_rot90"]'),
+    Claim("05b_what_the_paper_found", "turned digit's weights vs upright weights turned (relative)", "weight_gap"),
 ]
