@@ -53,7 +53,7 @@ class Config:
 
     @property
     def key(self) -> str:
-        """One line of JSON: what the CSV's ``config`` column holds."""
+        """The CSV's ``config`` column: the model and its overrides as one line of JSON."""
         return json.dumps({"model": self.model, **self.kwargs}, sort_keys=True)
 
     def build(self, num_classes: int = 10):

@@ -16,7 +16,6 @@ import datetime
 import os
 import platform
 import subprocess
-from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,9 +39,9 @@ class Unit:
         return len(self.configs) > 1
 
 
-def units(entries: Iterable[Entry], seeds: Iterable[int]) -> list[Unit]:
-    """The units that cover ``entries`` at ``seeds``: the comparison's configs together, every
-    other config alone, each config once per seed."""
+def units(entries, seeds) -> list[Unit]:
+    """The units that cover ``entries`` (Entry objects) at ``seeds`` (ints): the comparison's
+    configs together, every other config alone, each config once per seed."""
     entries, out = list(entries), []
     comparison = tuple(dict.fromkeys(e.config for e in entries if e.experiment == COMPARISON))
     others = tuple(dict.fromkeys(e.config for e in entries if e.config not in comparison))
