@@ -48,7 +48,7 @@ if not (SITE / "index.html").exists():
 
 PAGES = sorted(p.relative_to(SITE).as_posix() for p in SITE.rglob("*.html")
                if not p.relative_to(SITE).as_posix().startswith(("_sources", "_static")))
-CHAPTERS = [p for p in PAGES if re.match(r"book/\d\d_", p)]
+CHAPTERS = [p for p in PAGES if re.match(r"book/\d\d[a-z]?_", p)]
 
 
 class _Quiet(http.server.SimpleHTTPRequestHandler):
