@@ -12,7 +12,7 @@ never saw them), on the digits rotated by 90 and 180 degrees, flipped upside dow
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -30,9 +30,6 @@ class Task:
     weight_decay: float = 1e-4
     label_smoothing: float = 0.1
     val_per_class: int | None = None   # None: the whole validation split (36 of each digit); fewer for tests
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 TASK = Task()
