@@ -248,6 +248,44 @@ def test_figure_choosers_show_the_chosen_figure(browser, site, path):
     assert not problems, problems
 
 
+FACETED_PAGES = _pages_with('"facets":[')
+
+
+def test_a_chapter_has_a_relation_playground():
+    assert FACETED_PAGES, "no page holds an explorer with facets"
+
+
+@pytest.mark.parametrize("path", FACETED_PAGES)
+def test_relation_playground_menus_pick_the_trained_variant(browser, site, path):
+    """Each facet menu, set to each of its values, shows the variant closest_variant picks (the
+    asked-for combination where it was trained), and the other menus follow it."""
+    from sanmini.viz.explorer import closest_variant
+    page, problems = _open(browser, site + path)
+    for i, ex, canvas in _explorers(page):
+        data = json.loads(ex.locator("script.sx-data").inner_text())
+        if "facets" not in data:
+            continue
+        keys = [f["name"] for f in data["facets"]]
+        facets = {v["name"]: {key: data["facets"][k]["values"][c] for k, (key, c) in enumerate(zip(keys, v["choice"]))}
+                  for v in data["variants"] if v["choice"] is not None}
+        menus = ex.locator("select.sx-facet")
+        assert menus.count() == len(keys)
+        values = {key: data["facets"][k]["values"] for k, key in enumerate(keys)}
+        menu_values = lambda: {key: values[key][int(menus.nth(k).input_value())] for k, key in enumerate(keys)}
+        for target in facets:              # reach every trained variant, one menu after the other
+            for k, key in enumerate(keys):
+                wanted = {**menu_values(), key: facets[target][key]}
+                menus.nth(k).select_option(str(values[key].index(facets[target][key])))
+                name = ex.get_attribute("data-variant")
+                assert name == closest_variant(facets, wanted, key), (target, key, name)
+                assert menu_values() == facets[name], "the other menus did not follow the variant shown"
+                side = round(len(ex.get_attribute("data-footprint").split(",")) ** 0.5)
+                assert all(s.inner_text() == str(side) for s in ex.locator(".sx-k").all())
+            assert ex.get_attribute("data-variant") == target
+    page.close()
+    assert not problems, problems
+
+
 @pytest.mark.parametrize("path", PLAYGROUND_PAGES)
 def test_footprint_playground_follows_the_window_rule(browser, site, path):
     from sanmini.ops import output_size

@@ -188,3 +188,68 @@ def test_footprint_playground_page_and_errors():
         play.footprint(0, 0, 3, 1, 8, 1, "reflect")
     with pytest.raises(ValueError, match="pad_mode must be one of"):
         play.footprint(0, 0, 3, 1, 1, 1, "circular")
+
+
+# --- the explorer with facets (the relation playground) -------------------------------------------
+
+FACETS = {"sum, on, 7": {"relation": "summation", "position": "on", "footprint": "7"},
+          "sub, on, 7": {"relation": "subtraction", "position": "on", "footprint": "7"},
+          "sub, off, 7": {"relation": "subtraction", "position": "off", "footprint": "7"},
+          "sub, on, 5": {"relation": "subtraction", "position": "on", "footprint": "5"}}
+
+
+def _faceted(**kw):
+    gen = torch.Generator().manual_seed(1)
+    variants = {name: torch.rand(2, 25 if name.endswith("5") else 49, 6, 5, generator=gen) for name in FACETS}
+    variants["conv"] = torch.rand(1, 49, 1, 1, generator=gen).expand(1, 49, 6, 5)
+    return AttentionExplorer(torch.rand(3, 6, 5, generator=gen), variants, reference="conv", facets=FACETS, **kw)
+
+
+def test_closest_variant_keeps_the_asked_combination_where_it_was_trained():
+    from sanmini.viz.explorer import closest_variant
+    asked = lambda **kw: {**FACETS["sub, on, 7"], **kw}
+    assert closest_variant(FACETS, asked(position="off"), "position") == "sub, off, 7"
+    # summation was trained only with position on and 7 x 7: choosing it there keeps both
+    assert closest_variant(FACETS, asked(relation="summation"), "relation") == "sum, on, 7"
+    # from (sub, off, 7), asking for footprint 5 (trained only with position on) moves position
+    assert closest_variant(FACETS, {"relation": "subtraction", "position": "off", "footprint": "5"},
+                           "footprint") == "sub, on, 5"
+    # from (sum, on, 7), asking for position off: the only variant with it is subtraction
+    assert closest_variant(FACETS, asked(relation="summation", position="off"), "position") == "sub, off, 7"
+    with pytest.raises(ValueError, match="no variant has position = 'maybe'"):
+        closest_variant(FACETS, asked(position="maybe"), "position")
+
+
+def test_faceted_page_carries_menus_and_each_variants_choice():
+    ex = _faceted()
+    data = json.loads(re.search(r'class="sx-data">(.*?)</script>', ex.to_html(), re.S).group(1))
+    assert data["facets"] == [{"name": "relation", "values": ["summation", "subtraction"]},
+                              {"name": "position", "values": ["on", "off"]},
+                              {"name": "footprint", "values": ["7", "5"]}]
+    assert [v["choice"] for v in data["variants"]] == [[0, 0, 0], [1, 0, 0], [1, 1, 0], [1, 0, 1], None]
+    box = ex.widget()
+    menus = [w for w in box.children[0].children if getattr(w, "description", "") in ("relation", "position", "footprint")]
+    hidden = box.children[0].children[3]
+    assert [m.description for m in menus] == ["relation", "position", "footprint"] and hidden.value == "sum, on, 7"
+    menus[1].value = "off"                 # only subtraction was trained without position: the relation follows
+    assert hidden.value == "sub, off, 7" and menus[0].value == "subtraction"
+    menus[2].value = "5"
+    assert hidden.value == "sub, on, 5" and menus[1].value == "on"
+
+
+def test_faceted_explorer_errors_and_normalisation():
+    with pytest.raises(ValueError, match="facets name variants that are not given: \\['nope'\\]"):
+        AttentionExplorer(torch.rand(3, 6, 5), {"a": torch.rand(1, 9, 6, 5)}, facets={"nope": {"r": "x"}})
+    with pytest.raises(ValueError, match="same facets in the same order"):
+        AttentionExplorer(torch.rand(3, 6, 5), {"a": torch.rand(1, 9, 6, 5), "b": torch.rand(1, 9, 6, 5)},
+                          facets={"a": {"r": "x"}, "b": {"s": "x"}})
+    with pytest.raises(ValueError, match="give 'a' and 'b' the same values"):
+        AttentionExplorer(torch.rand(3, 6, 5), {"a": torch.rand(1, 9, 6, 5), "b": torch.rand(1, 9, 6, 5)},
+                          facets={"a": {"r": "x"}, "b": {"r": "x"}})
+    with pytest.raises(ValueError, match="normalise must be 'footprint' or 'variant', got 'pixel'"):
+        _faceted(normalise="pixel")
+    ex = _faceted(normalise="variant")
+    data = json.loads(re.search(r'class="sx-data">(.*?)</script>', ex.to_html(), re.S).group(1))
+    levels = np.frombuffer(__import__("base64").b64decode(data["variants"][0]["weights"]), np.uint8)
+    w = np.abs(ex.variants["sum, on, 7"]).ravel()
+    np.testing.assert_allclose(levels / 255, w / w.max(), atol=1 / 255)   # one scale for the whole image

@@ -9,6 +9,12 @@
 * as live ipywidgets (:meth:`AttentionExplorer.widget`: sliders for the pixel, a model dropdown) in a
   running kernel.
 
+Variants may instead be chosen by their *facets* (e.g. relation, position encoding, footprint): one
+menu per facet, over the variants that were trained. A combination that was not trained is never
+shown: changing one menu picks the trained variant with that value which agrees with the most of
+the other menus (the first such in the order given), and the other menus follow it
+(:func:`closest_variant`, which the page's JavaScript mirrors).
+
 In the page the box on the image is the footprint R(i) of the chosen pixel i, tinted by the weights;
 beside it are the footprint enlarged and, per weight channel group, |alpha| over the footprint
 (each normalised to its largest value); a convolution variant, if given as ``reference``, is drawn next to
@@ -59,6 +65,20 @@ def _as_image(image) -> np.ndarray:
     return np.clip(np.round(img * 255), 0, 255).astype(np.uint8)
 
 
+def closest_variant(facets: dict, wanted: dict, changed: str) -> str:
+    """The variant the menus show after the reader set facet ``changed`` to ``wanted[changed]``.
+
+    ``facets``: variant name -> {facet: value}; ``wanted``: facet -> the value each menu asks for.
+    Among the variants with that value of ``changed``, the one agreeing with the most of the other
+    menus, the first such in the order of ``facets``: the asked-for combination where it was trained.
+    """
+    candidates = [name for name, f in facets.items() if f[changed] == wanted[changed]]
+    if not candidates:
+        raise ValueError(f"no variant has {changed} = {wanted[changed]!r}")
+    return max(candidates, key=lambda name: (sum(facets[name][key] == value for key, value in wanted.items()),
+                                             -candidates.index(name)))
+
+
 def _b64(a: np.ndarray) -> str:
     return base64.b64encode(np.ascontiguousarray(a, dtype=np.uint8).tobytes()).decode("ascii")
 
@@ -75,10 +95,17 @@ class AttentionExplorer(PageWidget):
         scale: screen pixels per image pixel.
         caption: text under the page's explorer; ``{K}`` in it shows the footprint side of the
             model chosen in the menu (``"the {K} x {K} footprint"``).
+        facets: optional, variant name -> {facet: value}, the same facets for every variant named
+            (e.g. ``{"relation": "summation", "position encoding": "on", "footprint": "7 x 7"}``):
+            the page then has one menu per facet instead of one model menu, over the variants named
+            here; a variant left out (e.g. the reference) is only drawn beside.
+        normalise: ``"footprint"`` (default) scales |alpha| to the largest value of each footprint,
+            which shows the shape of the weights everywhere; ``"variant"`` to the largest value of
+            the variant over the whole image, which also shows where the weights are small.
     """
 
     def __init__(self, image, variants: dict, reference: str | None = None, scale: int = 8,
-                 caption: str = ""):
+                 caption: str = "", facets: dict | None = None, normalise: str = "footprint"):
         self.image = _as_image(image)
         height, width = self.image.shape[:2]
         if not variants:
@@ -94,6 +121,39 @@ class AttentionExplorer(PageWidget):
         if reference is not None and reference not in self.variants:
             raise ValueError(f"reference must be one of {list(self.variants)}, got {reference!r}")
         self.reference, self.scale, self.caption = reference, scale, caption
+        if normalise not in ("footprint", "variant"):
+            raise ValueError(f"normalise must be 'footprint' or 'variant', got {normalise!r}")
+        self.normalise = normalise
+        self.facets = self._check_facets(facets) if facets is not None else None
+
+    def _check_facets(self, facets: dict) -> dict:
+        if not facets:
+            raise ValueError("facets must name at least one variant, or be None")
+        unknown = [name for name in facets if name not in self.variants]
+        if unknown:
+            raise ValueError(f"facets name variants that are not given: {unknown}; variants are {self.names}")
+        keys = [list(f) for f in facets.values()]
+        if not keys[0] or any(k != keys[0] for k in keys):
+            raise ValueError(f"facets must give every variant the same facets in the same order, got {keys}")
+        seen = {}
+        for name, f in facets.items():
+            combination = tuple(str(v) for v in f.values())
+            if combination in seen:
+                raise ValueError(f"facets give {seen[combination]!r} and {name!r} the same values {combination}")
+            seen[combination] = name
+        return {name: {key: str(value) for key, value in f.items()} for name, f in facets.items()}
+
+    @property
+    def facet_values(self) -> dict:
+        """facet -> its values, in the order the variants first use them ({} without facets)."""
+        if self.facets is None:
+            return {}
+        values = {key: [] for key in next(iter(self.facets.values()))}
+        for f in self.facets.values():
+            for key, value in f.items():
+                if value not in values[key]:
+                    values[key].append(value)
+        return values
 
     @property
     def names(self) -> list[str]:
@@ -112,14 +172,23 @@ class AttentionExplorer(PageWidget):
         variants = []
         for name, w in self.variants.items():
             magnitude = np.abs(w)        # a convolution's kernel may be negative where beta is
-            peak = np.maximum(magnitude.max(axis=1, keepdims=True), 1e-12)
-            levels = np.round(255 * magnitude / peak)                   # per footprint, 0..255
-            variants.append({"name": name, "k": int(round(np.sqrt(w.shape[1]))),
-                             "groups": int(w.shape[0]),
-                             "weights": _b64(levels.reshape(w.shape[0], w.shape[1], -1))})
-        return {"height": height, "width": width, "scale": self.scale, "image": _b64(self.image),
-                "variants": variants, "reference": self.names.index(self.reference)
-                if self.reference else -1}
+            if self.normalise == "footprint":
+                peak = np.maximum(magnitude.max(axis=1, keepdims=True), 1e-12)
+            else:
+                peak = max(float(magnitude.max()), 1e-12)
+            levels = np.round(255 * magnitude / peak)                   # 0..255
+            variant = {"name": name, "k": int(round(np.sqrt(w.shape[1]))), "groups": int(w.shape[0]),
+                       "weights": _b64(levels.reshape(w.shape[0], w.shape[1], -1))}
+            if self.facets is not None:
+                values = self.facet_values
+                variant["choice"] = ([values[key].index(v) for key, v in self.facets[name].items()]
+                                     if name in self.facets else None)
+            variants.append(variant)
+        data = {"height": height, "width": width, "scale": self.scale, "image": _b64(self.image),
+                "variants": variants, "reference": self.names.index(self.reference) if self.reference else -1}
+        if self.facets is not None:
+            data["facets"] = [{"name": key, "values": values} for key, values in self.facet_values.items()]
+        return data
 
     def to_html(self) -> str:
         data = json.dumps(self._data(), separators=(",", ":"))
@@ -142,7 +211,31 @@ class AttentionExplorer(PageWidget):
         from matplotlib.patches import Rectangle
 
         height, width = self.image.shape[:2]
-        choose = widgets.Dropdown(options=self.names, description="model")
+        if self.facets is None:
+            choose = widgets.Dropdown(options=self.names, description="model")
+            menus = [choose]
+        else:                      # one menu per facet; the chosen variant is held in a hidden dropdown
+            choose = widgets.Dropdown(options=list(self.facets), layout=widgets.Layout(display="none"))
+            menus = [widgets.Dropdown(options=values, value=self.facets[choose.value][key], description=key,
+                                      style={"description_width": "initial"})
+                     for key, values in self.facet_values.items()]
+            syncing = []
+
+            def pick(change):
+                if syncing:
+                    return
+                key = change["owner"].description
+                wanted = {menu.description: menu.value for menu in menus}
+                syncing.append(True)
+                try:
+                    choose.value = closest_variant(self.facets, wanted, key)
+                    for menu in menus:
+                        menu.value = self.facets[choose.value][menu.description]
+                finally:
+                    syncing.clear()
+
+            for menu in menus:
+                menu.observe(pick, names="value")
         row = widgets.IntSlider(value=height // 2, min=0, max=height - 1, description="row")
         col = widgets.IntSlider(value=width // 2, min=0, max=width - 1, description="column")
         out = widgets.Output()
@@ -169,7 +262,8 @@ class AttentionExplorer(PageWidget):
         for control in (choose, row, col):
             control.observe(draw, names="value")
         draw()
-        return widgets.VBox([widgets.HBox([choose, row, col]), out])
+        return widgets.VBox([widgets.HBox([*menus, choose, row, col]) if self.facets else
+                             widgets.HBox([choose, row, col]), out])
 
 
 
@@ -177,6 +271,7 @@ _TEMPLATE = """<div class="sanmini-explorer" id="__ID__" data-pixel="" data-vari
 <style>
 #__ID__ {font-family: sans-serif; font-size: 13px; margin: 0.5em 0 1em 0;}
 #__ID__ .sx-controls {margin-bottom: 6px;}
+#__ID__ .sx-menus label {margin-right: 10px; white-space: nowrap; display: inline-block;}
 #__ID__ .sx-readout {display: block; margin-top: 3px; color: #444; white-space: nowrap; overflow: hidden;
   text-overflow: ellipsis;}  /* one line, whatever it says: the image below never moves under a finger */
 #__ID__ .sx-body {display: flex; flex-wrap: wrap; gap: 14px; align-items: flex-start;}
@@ -187,7 +282,7 @@ _TEMPLATE = """<div class="sanmini-explorer" id="__ID__" data-pixel="" data-vari
 #__ID__ .sx-label {font-size: 12px; color: #333; text-align: center; max-width: 170px;}
 #__ID__ .sx-caption {font-size: 12px; color: #555; margin: 4px 0 0 0;}
 </style>
-<div class="sx-controls"><label>model <select class="sx-variant"></select></label>
+<div class="sx-controls"><span class="sx-menus"></span>
 <span class="sx-readout" aria-live="polite">hover over, tap or drag on a pixel, or focus the image and use the arrow keys</span></div>
 <div class="sx-body">
 <div class="sx-panel"><canvas class="sx-image" tabindex="0" role="application" aria-roledescription="attention explorer" aria-label="__LABEL__"></canvas><span class="sx-label">image: the box is the footprint R(i)</span></div>
@@ -216,9 +311,36 @@ for (var p = 0; p < W * H; p++) { for (var c = 0; c < 3; c++) data.data[4 * p + 
 bctx.putImageData(data, 0, 0);
 var canvas = root.querySelector(".sx-image"), ctx = canvas.getContext("2d");
 canvas.width = W * S; canvas.height = H * S;
-var select = root.querySelector(".sx-variant");
-D.variants.forEach(function (v, i) { var o = document.createElement("option"); o.value = i; o.textContent = v.name; select.appendChild(o); });
+var menus = root.querySelector(".sx-menus");
+function menu(label, cls, options) {
+  var l = document.createElement("label"), s = document.createElement("select");
+  l.textContent = label + " "; s.className = cls;
+  options.forEach(function (t, i) { var o = document.createElement("option"); o.value = i; o.textContent = t; s.appendChild(o); });
+  l.appendChild(s); menus.appendChild(l); return s;
+}
 var state = {variant: 0, row: Math.floor(H / 2), col: Math.floor(W / 2)};
+if (D.facets) {
+  // One menu per facet. The trained variant with the value just chosen that agrees with the most
+  // other menus (the first such) is shown, and the other menus follow it (closest_variant in Python).
+  var facetMenus = D.facets.map(function (f) { var s = menu(f.name, "sx-facet", f.values); s.dataset.facet = f.name; return s; });
+  var sync = function () { var c = D.variants[state.variant].choice; facetMenus.forEach(function (s, k) { s.value = c[k]; }); };
+  facetMenus.forEach(function (s, k) {
+    s.addEventListener("change", function () {
+      var want = facetMenus.map(function (m) { return +m.value; }), best = -1, score = -1;
+      D.variants.forEach(function (v, i) {
+        if (!v.choice || v.choice[k] !== want[k]) return;
+        var agree = 0; for (var f = 0; f < want.length; f++) if (v.choice[f] === want[f]) agree++;
+        if (agree > score) { score = agree; best = i; }
+      });
+      state.variant = best; sync(); draw();
+    });
+  });
+  while (!D.variants[state.variant].choice) state.variant++;
+  sync();
+} else {
+  var select = menu("model", "sx-variant", D.variants.map(function (v) { return v.name; }));
+  select.addEventListener("change", function () { state.variant = +select.value; draw(); });
+}
 function weight(v, g, j, row, col) { var kk = v.k * v.k; return v.w[(g * kk + j) * H * W + row * W + col] / 255; }
 function reflect(i, n) { return i < 0 ? -i : (i >= n ? 2 * (n - 1) - i : i); }
 function grid(cv, k, cell, fill) {
@@ -277,6 +399,5 @@ canvas.addEventListener("keydown", function (ev) {
   state.col = Math.min(Math.max(state.col + step[1], 0), W - 1);
   draw();
 });
-select.addEventListener("change", function () { state.variant = +select.value; draw(); });
 draw();
 """
