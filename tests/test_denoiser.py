@@ -36,3 +36,18 @@ def test_trained_denoiser_is_cached(tmp_path, monkeypatch):
     assert not second.training
     trained_denoiser("convolution", steps=4, cache_dir=tmp_path, channels=8, share_planes=4, kernel_size=3)
     assert calls == [1, 1]                                            # another configuration trains
+
+
+def test_dense_convolution_denoiser_is_a_reflection_padded_conv2d():
+    import pytest
+    import torch.nn.functional as F
+    model = Denoiser("dense convolution", channels=4, kernel_size=3).double()
+    x = torch.rand(1, 3, 6, 5, dtype=torch.float64)
+    lifted = model.lift(x)
+    want = F.conv2d(F.pad(lifted, (1, 1, 1, 1), mode="reflect"), model.layer.weight, model.layer.bias)
+    torch.testing.assert_close(model(x), model.out(want))
+    assert sum(p.numel() for p in model.layer.parameters()) == 4 * 4 * 9 + 4
+    with pytest.raises(ValueError, match=r"a dense convolution takes no \['relation'\]"):
+        Denoiser("dense convolution", relation="dot")
+    with pytest.raises(ValueError, match="attention must be .* 'dense convolution', got 'dense'"):
+        Denoiser("dense")

@@ -3,7 +3,8 @@
     noisy (N, 3, H, W) -> lift 1x1 -> one aggregation layer -> 1x1 -> clean estimate (N, 3, H, W)
 
 The aggregation layer is pairwise or patchwise self-attention (:mod:`sanmini.nn`) or, for
-comparison, a convolution with the same footprint (:class:`sanmini.nn.FixedAggregation`). Trained
+comparison, a convolution with the same footprint (:class:`sanmini.nn.FixedAggregation`), or a dense
+K x K convolution (``"dense convolution"``, ``nn.Conv2d``, which is not of the aggregation form). Trained
 for a minute on noisy crops of scikit-image's sample photographs (:data:`PHOTOS`), the attention
 weights change from pixel to pixel with the content of the image, where the convolution can only
 learn one blur for every pixel; the book measures them on photographs none of the denoisers
@@ -50,8 +51,15 @@ class Denoiser(nn.Module):
             nn.init.constant_(last.bias, 1.0 / kernel_size ** 2)
         elif attention == "convolution":
             self.layer = FixedAggregation(channels, channels, **kw, **attention_kwargs)
+        elif attention == "dense convolution":
+            # The baseline outside the aggregation form: every one of the K*K taps mixes all channels
+            # with its own (channels x channels) matrix; reflection padding, as the other layers.
+            if attention_kwargs:
+                raise ValueError(f"a dense convolution takes no {sorted(attention_kwargs)}")
+            self.layer = nn.Conv2d(channels, channels, kernel_size, padding=kernel_size // 2, padding_mode="reflect")
         else:
-            raise ValueError(f"attention must be 'pairwise', 'patchwise' or 'convolution', got {attention!r}")
+            raise ValueError(f"attention must be 'pairwise', 'patchwise', 'convolution' or 'dense convolution', "
+                             f"got {attention!r}")
         self.out = nn.Conv2d(channels, 3, kernel_size=1)
 
     def forward(self, noisy: torch.Tensor) -> torch.Tensor:
