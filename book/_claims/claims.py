@@ -32,6 +32,7 @@ class Claim:
 
 
 PAIR = '"pairwise, subtraction + position"'
+NO_PE = '"pairwise, subtraction, no position encoding"'
 MARGIN_RESNET, MARGIN_SAN = 10, 6     # about twice the most any recorded run fell outside (4.7 and 2.5 points)
 CLAIMS = [
     # Chapter 3: five trained pairwise denoisers and a convolution, PSNR on held-out photographs.
@@ -40,12 +41,20 @@ CLAIMS = [
     Claim("03_pairwise", "pairwise beats the convolution (dB)", f'scores[{PAIR}] - scores["convolution"]', ">", 0),
     Claim("03_pairwise", "pairwise weights vary with the pixel", f"variation[{PAIR}]", ">", 0.2),
     Claim("03_pairwise", "no position encoding vs convolution (dB)",
-          'scores["pairwise, no position encoding"] - scores["convolution"]'),
-    Claim("03_pairwise", "position encoding on vs off (dB)",
-          f'scores[{PAIR}] - scores["pairwise, no position encoding"]'),
-    Claim("03_pairwise", "dot product vs subtraction (dB)",
-          f'scores["pairwise, dot product + position"] - scores[{PAIR}]'),
+          f'scores[{NO_PE}] - scores["convolution"]'),
+    Claim("03_pairwise", "position encoding on vs off (dB)", f"scores[{PAIR}] - scores[{NO_PE}]"),
+    Claim("03_pairwise", "position encoding on vs off, the other four relations (smallest, dB)",
+          'min(scores[f"pairwise, {r} + position"] - scores[f"pairwise, {r}, no position encoding"] '
+          'for r in ("summation", "concatenation", "Hadamard", "dot product"))'),
+    Claim("03_pairwise", "position encoding on vs off, the other four relations (largest, dB)",
+          'max(scores[f"pairwise, {r} + position"] - scores[f"pairwise, {r}, no position encoding"] '
+          'for r in ("summation", "concatenation", "Hadamard", "dot product"))'),
+    *[Claim("03_pairwise", f"{shown} vs subtraction (dB)", f'scores["pairwise, {shown} + position"] - scores[{PAIR}]')
+      for shown in ("summation", "concatenation", "Hadamard", "dot product")],
     Claim("03_pairwise", "5 x 5 vs 7 x 7 footprint (dB)", f'scores["pairwise, 5 x 5 footprint"] - scores[{PAIR}]'),
+    Claim("03_pairwise", "dense convolution vs convolution (dB)",
+          'scores["dense convolution"] - scores["convolution"]'),
+    Claim("03_pairwise", "pairwise vs dense convolution (dB)", f'scores[{PAIR}] - scores["dense convolution"]'),
     # Chapter 4: the patchwise denoiser.
     Claim("04_patchwise", "patchwise denoises (dB over the noisy input)",
           'scores["patchwise"] - scores["noisy input"]', ">", 3),
@@ -55,6 +64,12 @@ CLAIMS = [
           ">", 0.8),
     Claim("04_patchwise", "pairwise with position encoding, R^2 on the mirror task (largest of 3 seeds)",
           'max(separation["pairwise, position encoding"])'),
+    Claim("04_patchwise", "patchwise R^2 on rising edges (smallest of 3 seeds)", 'min(edges["patchwise"])', ">", 0.75),
+    Claim("04_patchwise", "convolution R^2 on rising edges (largest of 3 seeds)", 'max(edges["convolution"])'),
+    Claim("04_patchwise", "patchwise R^2 on the photograph's rising edges",
+          'explained(edge_nets["patchwise"], x_photo, t_photo)'),
+    Claim("04_patchwise", "weights' departure vs rising edges on the photograph (correlation)", "follows_edges",
+          ">", 0.2),
     # Chapter 5: the weights of the denoisers on a held-out photograph.
     Claim("05_networks", "pairwise weights vary on coins", 'variation["pairwise"]', ">", 0.2),
     Claim("05_networks", "patchwise weights vary on coins", 'variation["patchwise"]', ">", 0.08),
