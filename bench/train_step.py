@@ -23,6 +23,9 @@ weights (``load_state_dict`` of the baseline's):
 ``ops+bf16``       ``ops`` under ``torch.autocast(dtype=torch.bfloat16)``
 ``compile``        ``torch.compile`` of the ``ops`` model (``--compile``; on by default on a GPU,
                    off on a CPU, where the inductor backend compiles a SAN for minutes)
+``fused``          ``ops`` with every pairwise attention layer's weight branch and aggregation
+                   as one operator that writes none of its (N, C, K*K, H*W) tensors
+                   (``fused=True``, :func:`sanmini.ops.fused_pairwise`); pairwise SANs on a CPU
 =================  ===========================================================================
 
 ResNet26 has no SAN operators, so its ``ops`` and ``ops+recompute`` would be the baseline again
@@ -140,16 +143,21 @@ class Mode:
     recompute: bool = False
     bf16: bool = False         # torch.autocast to bfloat16
     compile: bool = False      # torch.compile of the model
+    fused: bool = False        # the fused pairwise weight branch (fused=True; CPU, pairwise only)
 
 
 SAN_MODES = (Mode("torch"), Mode("ops", ops=True), Mode("ops+recompute", ops=True, recompute=True),
-             Mode("ops+bf16", ops=True, bf16=True), Mode("compile", ops=True, compile=True))
+             Mode("ops+bf16", ops=True, bf16=True), Mode("compile", ops=True, compile=True),
+             Mode("fused", ops=True, fused=True))
 RESNET_MODES = (Mode("torch"), Mode("bf16", bf16=True), Mode("compile", compile=True))
 
 
-def modes_of(name: str, with_compile: bool) -> tuple[Mode, ...]:
+def modes_of(name: str, with_compile: bool, device_type: str = "cpu") -> tuple[Mode, ...]:
+    """The modes measured for a model: ``fused`` for pairwise SANs on a CPU only (the fused
+    branch has a CPU backend)."""
     modes = SAN_MODES if name.startswith("san") else RESNET_MODES
-    return tuple(m for m in modes if with_compile or not m.compile)
+    return tuple(m for m in modes if (with_compile or not m.compile)
+                 and (not m.fused or (name.endswith("_pairwise") and device_type == "cpu")))
 
 
 class Trainer:
@@ -162,6 +170,8 @@ class Trainer:
         kwargs = {}
         if name.startswith("san"):
             kwargs = dict(backend=ops_backend if mode.ops else "torch", recompute=mode.recompute)
+            if mode.fused:
+                kwargs["fused"] = True
         self.model = create(name, num_classes=NUM_CLASSES, **kwargs)
         self.model.load_state_dict(state)
         self.model.to(device, dtype).train()
@@ -301,7 +311,7 @@ def measure(name: str, args, device: torch.device, ops_backend: str) -> list[Row
     generator = torch.Generator().manual_seed(1)
     x = torch.randn(args.batch, 3, args.size, args.size, generator=generator)
     target = torch.randint(0, NUM_CLASSES, (args.batch,), generator=generator)
-    modes = modes_of(name, args.compile)
+    modes = modes_of(name, args.compile, device.type)
     exact = check_in_float64(name, modes, state, device, ops_backend, x, target, args.compile_backend)
     trainers = {m.name: Trainer(name, m, state, device, ops_backend, x, target, args.compile_backend)
                 for m in modes}
@@ -422,7 +432,7 @@ def section(rows: list[Row], args, device: torch.device, ops_backend: str, load_
              "released. Modes (bench/train_step.py): torch = the baseline, eager, backend "
              "\"torch\", float32; ops = the compiled operators; ops+recompute = ops with "
              "recompute=True; ops+bf16 = ops under torch.autocast(bfloat16); compile = "
-             "torch.compile of ops. Every mode starts from the same weights: the model's initial "
+             "torch.compile of ops; fused = ops with fused=True (pairwise, CPU). Every mode starts from the same weights: the model's initial "
              "ones with the batch norms' shifts moved off zero (see initial_state). Check columns: "
              "the largest relative error of the logits against the baseline's: over two steps of "
              "float64 copies on 2 images (the bench stops above 1e-8), and at the first step of "

@@ -506,3 +506,16 @@ def test_resume_on_another_data_folder_says_so(folder, tmp_path, capsys):
     capsys.readouterr()
     main([str(copy), *common, "--resume", str(tmp_path / "run" / "last.pt")])
     assert f"was trained on {folder}; it continues on {copy}" in capsys.readouterr().out
+
+
+def test_fused_flag_reaches_every_pairwise_layer_and_trains(folder, tmp_path):
+    assert not parse_args(["D"]).fused and parse_args(["D", "--fused"]).fused
+    with pytest.raises(ValueError, match="--fused fuses the weight branch of pairwise attention; "
+                                         "--model san10_patchwise has no pairwise attention layers"):
+        parse_args(["D", "--model", "san10_patchwise", "--fused"])
+    with pytest.raises(ValueError, match="give --fused or --recompute"):
+        parse_args(["D", "--fused", "--recompute"])
+    result = main([str(folder), *TINY, "--epochs", "1", "--fused", "--out", str(tmp_path / "fused")])
+    assert {m.sam.fused for m in result["model"].modules() if hasattr(m, "sam")} == {True}
+    rows = read_log(tmp_path / "fused" / "log.csv")
+    assert rows and math.isfinite(float(rows[-1]["train_loss"]))

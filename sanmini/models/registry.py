@@ -29,7 +29,10 @@ def create(name: str, num_classes: int = 1000, **overrides) -> nn.Module:
     - ``backend``: the ops backend of every attention layer (``"auto"`` by default);
     - ``recompute``: recompute each attention layer's weight branch in the backward pass instead of
       keeping its (N, C, K*K, H*W) intermediates (less memory for one more forward of the branch;
-      :mod:`sanmini.nn.recompute`), ``False`` by default.
+      :mod:`sanmini.nn.recompute`), ``False`` by default;
+    - ``fused`` (pairwise only): each attention layer's weight branch and aggregation as one
+      operator that never writes those intermediates (:func:`sanmini.ops.fused_pairwise`; the
+      subtraction and summation relations, on the CPU), ``False`` by default.
 
     - ``gamma_layers``: the depth of gamma (2, the reference's; :func:`sanmini.nn.gamma`), and for
       pairwise models ``share="phi_psi"``: psi the same map as phi. For the paper's ablations.
@@ -53,7 +56,7 @@ def create(name: str, num_classes: int = 1000, **overrides) -> nn.Module:
     backend = overrides.pop("backend", "auto")
     allowed = {"relation", "share_planes", "width", "pad_mode", "recompute", "gamma_layers"}
     if attention == "pairwise":
-        allowed |= {"position_encoding", "share"}
+        allowed |= {"position_encoding", "share", "fused"}
     unknown = set(overrides) - allowed
     if unknown:
         raise ValueError(f"unknown overrides {sorted(unknown)} for {name}; "

@@ -24,7 +24,7 @@ class SANBlock(nn.Module):
     The attention layer has relation width ``planes // 16`` and value width ``planes // 4`` (the
     reference implementation's widths); ``attention_kwargs`` go to it (relation, share_planes,
     kernel_size, position_encoding, pad_mode, backend, recompute, gamma_layers, and for pairwise
-    share).
+    share and fused).
     """
 
     def __init__(self, planes: int, attention: str = "pairwise", **attention_kwargs):

@@ -29,13 +29,16 @@ reflection padding) are the reference implementation's, parameter for parameter.
 The weight branch, from phi(x) and psi(x) to the normalised weights alpha
 (:meth:`PairwiseAttention.weights`), holds the layer's large tensors, (N, C, K*K, L) at every step
 of gamma; ``recompute=True`` trades their memory for one more forward of that branch
-(:mod:`.recompute`).
+(:mod:`.recompute`), and ``fused=True`` never writes them: the relation, gamma, the softmax and the
+aggregation run as one operator, pixel by pixel (:func:`sanmini.ops.fused_pairwise`; subtraction
+and summation relations, gamma of two layers, on the CPU).
 """
 from __future__ import annotations
 
 import torch
 from torch import nn
 
+from ..ops.fused import FUSED_RELATIONS, fused_pairwise
 from .checks import check_int
 from .gamma import gamma
 from .operators import Aggregation, Subtraction, Subtraction2, Unfold
@@ -69,13 +72,18 @@ class PairwiseAttention(nn.Module):
     intermediates of that size, its logits (N, out/share, K*K, L)): less memory
     for one more forward of the branch, with the same outputs, gradients and batch-norm running
     statistics (:mod:`.recompute`). No effect under ``torch.no_grad`` or in inference.
+
+    ``fused``: compute everything after phi(x), psi(x), beta(x) and the position encoding in one
+    operator (:func:`sanmini.ops.fused_pairwise`) that keeps nothing of size K*K per pixel, with the
+    same outputs, gradients and running statistics as the plain layer. For the subtraction and
+    summation relations and gamma of two layers; ``backend`` does not apply to it.
     """
 
     def __init__(self, in_planes: int, rel_planes: int, out_planes: int, share_planes: int = 8,
                  kernel_size: int = 7, stride: int = 1, dilation: int = 1,
                  relation: str = "subtraction", position_encoding: bool = True,
                  pad_mode: str = "reflect", backend: str = "auto", recompute: bool = False,
-                 gamma_layers: int = 2, share: str = "none"):
+                 gamma_layers: int = 2, share: str = "none", fused: bool = False):
         super().__init__()
         if relation not in RELATIONS:
             raise ValueError(f"relation must be one of {RELATIONS} for pairwise attention, "
@@ -85,7 +93,17 @@ class PairwiseAttention(nn.Module):
         check_footprint(kernel_size, out_planes, share_planes)
         check_int("in_planes", in_planes)
         check_int("rel_planes", rel_planes)
+        if fused:
+            if relation not in FUSED_RELATIONS:
+                raise ValueError(f"fused=True computes the relations {tuple(FUSED_RELATIONS)}, got "
+                                 f"relation={relation!r}; use fused=False for it")
+            if gamma_layers != 2:
+                raise ValueError(f"fused=True computes gamma of two layers, got gamma_layers={gamma_layers}")
+            if recompute:
+                raise ValueError("fused=True keeps nothing of the weight branch, so recompute=True "
+                                 "has nothing to do: give one of them")
         self.relation, self.position_encoding, self.recompute = relation, position_encoding, recompute
+        self.fused = fused
         self.share = share
         self.conv1 = nn.Conv2d(in_planes, rel_planes, kernel_size=1)      # phi
         self.conv2 = self.conv1 if share == "phi_psi" else nn.Conv2d(in_planes, rel_planes, kernel_size=1)  # psi
@@ -128,6 +146,15 @@ class PairwiseAttention(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x1, x2, x3 = self.conv1(x), self.conv2(x), self.conv3(x)
+        if self.fused:
+            p = None
+            if self.position_encoding:
+                p = self.conv_p(position_grid(x.shape[2], x.shape[3], device=x.device, dtype=x.dtype))
+            window = self.aggregation
+            return fused_pairwise(x1, x2, x3, p, self.conv_w, relation=self.relation,
+                                  kernel_size=window.kernel_size, stride=window.stride,
+                                  padding=window.padding, dilation=window.dilation,
+                                  pad_mode=window.pad_mode, training=self.conv_w[0].training)
         if self.recompute and recording(self, x1, x2, x):
             alpha = recompute_branch(self, self.weights, x1, x2, x)
         else:

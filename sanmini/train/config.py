@@ -92,6 +92,10 @@ class TrainConfig:
              "gamma, softmax) in the backward pass instead of keeping its (N, C, K*K, H*W) "
              "tensors: less memory for one more forward of the branch, the same weights and "
              "batch-norm statistics (SAN models only)"))
+    fused: bool = field(default=False, metadata=dict(
+        help="compute each pairwise attention layer's weight branch and aggregation as one fused "
+             "operator that never writes its (N, C, K*K, H*W) tensors (sanmini.ops.fused_pairwise: "
+             "subtraction and summation relations, on the CPU; pairwise SAN models only)"))
     seed: int = field(default=0, metadata=dict(help="seed of model initialisation, shuffling and augmentation"))
     out: str | None = field(default=None, metadata=dict(metavar="DIR",
         help="output folder for last.pt, best.pt, log.csv, config.yaml (default runs/MODEL)"))
@@ -318,6 +322,11 @@ def check_config(config: TrainConfig) -> None:
     if config.recompute and config.model.startswith("resnet"):
         raise ValueError(f"--recompute recomputes the attention weights of a SAN; --model "
                          f"{config.model} has no attention layers")
+    if config.fused and not config.model.endswith("_pairwise"):
+        raise ValueError(f"--fused fuses the weight branch of pairwise attention; --model {config.model} "
+                         f"has no pairwise attention layers")
+    if config.fused and config.recompute:
+        raise ValueError("--fused keeps nothing of the weight branch to recompute: give --fused or --recompute")
     if config.resume and config.overwrite:
         raise ValueError("give --resume (continue the run in --out) or --overwrite (start a new one "
                          "there), not both")

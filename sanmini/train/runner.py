@@ -61,8 +61,9 @@ def per_process(batch_size: int, world_size: int, flag: str = "--batch-size") ->
 
 
 def build_model(config: TrainConfig, num_classes: int) -> torch.nn.Module:
-    """``sanmini.models.create`` of ``--model`` with ``--model-arg``s (and ``--recompute``)."""
-    overrides = {**config.model_args, **({"recompute": True} if config.recompute else {})}
+    """``sanmini.models.create`` of ``--model`` with ``--model-arg``s (and ``--recompute``, ``--fused``)."""
+    overrides = {**config.model_args, **({"recompute": True} if config.recompute else {}),
+                 **({"fused": True} if config.fused else {})}
     try:
         return create(config.model, num_classes=num_classes, **overrides)
     except (TypeError, ValueError) as err:

@@ -1,0 +1,255 @@
+"""The fused pairwise weight branch: pairwise attention from phi(x), psi(x), p and beta(x) to y in
+one operator, without materialising any (N, *, K*K, L) tensor (Zhao et al., CVPR 2020, Eq. 2, 3).
+
+    y = fused_pairwise(x1, x2, x3, p, gamma, relation=..., kernel_size=..., training=...)
+
+computes what :class:`sanmini.nn.PairwiseAttention` computes from its ``conv1(x)``, ``conv2(x)``,
+``conv3(x)`` and ``conv_p(grid)``: the relation (subtraction or summation) and the offsets
+p_i - p_j, gamma (batch norm, ReLU, 1x1, batch norm, ReLU, 1x1: a ``conv_w`` of two layers), the
+softmax over the footprint and the aggregation. The plain layer is the specification; the tests
+check this operator against it in float64, output and every gradient.
+
+The forward keeps phi(x), psi(x), beta(x), p and, per (pixel, weight channel), the log-sum-exp of
+the softmax, (N, Cw, L); the backward recomputes the rest, pixel by pixel, in three passes (the
+batch norms' backward needs two sums over the whole batch each; :mod:`.fused_cpu` has the passes).
+In training the forward operator also returns the batch statistics (mean and biased variance of
+gamma's input and of its hidden layer), and :func:`fused_pairwise` updates gamma's running
+statistics with them as ``nn.BatchNorm2d`` does; in evaluation the running statistics are used.
+
+Both passes are ``torch.library`` custom operators with fake implementations and a registered
+autograd formula, so ``torch.compile`` traces through them without a graph break. Backend:
+``"cpu"`` (Numba); the relations other than subtraction and summation, other depths of gamma and
+other devices are refused with a ``ValueError`` that says so.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from .geometry import check_tensor, make_window
+from .kernel_backend import compute_dtype
+
+FUSED_RELATIONS = {"subtraction": 1, "summation": -1}    # delta = phi_i - sign * psi_j
+
+
+def _kernels():
+    from . import fused_cpu          # compiled, or loaded from the cache, on first use
+    return fused_cpu
+
+
+def _affine(weight: Tensor, bias: Tensor, mean: Tensor, var: Tensor, eps: float):
+    """Batch norm as z * s + t per channel, and istd = 1 / sqrt(var + eps) for the backward."""
+    istd = torch.rsqrt(var + eps)
+    s = weight * istd
+    return s, bias - mean * s, istd
+
+
+def _np(*tensors: Tensor) -> list[np.ndarray]:
+    return [t.detach().contiguous().numpy() for t in tensors]
+
+
+def _moments(sums: np.ndarray, width: int, count: int, dtype) -> tuple[Tensor, Tensor]:
+    """Per-image sums (N, 2, *) of z and z^2 -> mean and biased variance (width,)."""
+    total = sums.sum(axis=0)[:, :width]                       # float64
+    mean = total[0] / count
+    var = np.maximum(total[1] / count - mean * mean, 0.0)
+    return torch.from_numpy(mean).to(dtype), torch.from_numpy(var).to(dtype)
+
+
+def _zero(dtype) -> np.generic:
+    return np.float64(0) if dtype == torch.float64 else np.float32(0)
+
+
+@torch.library.custom_op("sanmini::fused_pairwise_forward", mutates_args=(), device_types="cpu")
+def _forward(x1: Tensor, x2: Tensor, x3: Tensor, p: Tensor, bn0_weight: Tensor, bn0_bias: Tensor,
+             bn0_mean: Tensor, bn0_var: Tensor, w1: Tensor, bn1_weight: Tensor, bn1_bias: Tensor,
+             bn1_mean: Tensor, bn1_var: Tensor, w2: Tensor, b2: Tensor, eps: float, training: bool,
+             sign: int, kernel_size: int, stride: int, padding: int, dilation: int,
+             reflect: bool) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """-> y (N, V, Ho, Wo), lse (N, Cw, L), and the statistics used: mean0, var0 (C0,), mean1,
+    var1 (Rh,) (the batch's in training, the running ones in evaluation)."""
+    kernels, out_dtype, dtype = _kernels(), x1.dtype, compute_dtype(x1.dtype)
+    (x1, x2, x3, p, g0, h0, mean0, var0, w1, g1, h1, mean1, var1, w2, b2) = (
+        t.to(dtype) for t in (x1, x2, x3, p, bn0_weight, bn0_bias, bn0_mean, bn0_var, w1, bn1_weight,
+                              bn1_bias, bn1_mean, bn1_var, w2, b2))
+    win = make_window(x1, kernel_size, stride, padding, dilation, "reflect" if reflect else "zeros")
+    n, cw, rh, c0 = x1.shape[0], w2.shape[0], w1.shape[0], w1.shape[1]
+    count = n * win.taps * win.out_height * win.out_width
+    y = x3.new_empty(n, x3.shape[1], win.out_height, win.out_width)
+    lse = x3.new_empty(n, cw, win.out_height * win.out_width)
+    sums = np.zeros((n, 2, max(c0, rh)))
+    inputs = _np(x1, x2, x3, p)
+    scalars = (kernel_size, stride, padding, dilation, reflect, _zero(dtype))
+
+    def run(stage, s0, t0, s1, t1):
+        kernels.forward(stage, *inputs[:3], inputs[3], sign, *_np(s0, t0, w1, s1, t1, w2, b2), sums,
+                        y.numpy(), lse.numpy(), *scalars)
+
+    if training:
+        ones, zeros = torch.ones(rh, dtype=dtype), torch.zeros(rh, dtype=dtype)
+        run(1, g0, h0, ones, zeros)                                # z0's sums (s0, t0 unused)
+        mean0, var0 = _moments(sums, c0, count, dtype)
+        s0, t0, _ = _affine(g0, h0, mean0, var0, eps)
+        sums[:] = 0
+        run(2, s0, t0, ones, zeros)                                # z1's sums
+        mean1, var1 = _moments(sums, rh, count, dtype)
+    s0, t0, _ = _affine(g0, h0, mean0, var0, eps)
+    s1, t1, _ = _affine(g1, h1, mean1, var1, eps)
+    run(3, s0, t0, s1, t1)
+    stats_dtype = bn0_mean.dtype
+    return (y.to(out_dtype), lse, *(t.to(stats_dtype).clone() for t in (mean0, var0, mean1, var1)))
+
+
+@_forward.register_fake
+def _(x1, x2, x3, p, bn0_weight, bn0_bias, bn0_mean, bn0_var, w1, bn1_weight, bn1_bias, bn1_mean,
+      bn1_var, w2, b2, eps, training, sign, kernel_size, stride, padding, dilation, reflect):
+    span = dilation * (kernel_size - 1) + 1
+    ho = (x1.shape[2] + 2 * padding - span) // stride + 1
+    wo = (x1.shape[3] + 2 * padding - span) // stride + 1
+    y = x3.new_empty(x3.shape[0], x3.shape[1], ho, wo)
+    lse = x3.new_empty(x3.shape[0], w2.shape[0], ho * wo, dtype=compute_dtype(x3.dtype))
+    return (y, lse, bn0_mean.new_empty(bn0_mean.shape), bn0_var.new_empty(bn0_var.shape),
+            bn1_mean.new_empty(bn1_mean.shape), bn1_var.new_empty(bn1_var.shape))
+
+
+@torch.library.custom_op("sanmini::fused_pairwise_backward", mutates_args=(), device_types="cpu")
+def _backward(grad_y: Tensor, x1: Tensor, x2: Tensor, x3: Tensor, p: Tensor, bn0_weight: Tensor,
+              bn0_bias: Tensor, mean0: Tensor, var0: Tensor, w1: Tensor, bn1_weight: Tensor,
+              bn1_bias: Tensor, mean1: Tensor, var1: Tensor, w2: Tensor, b2: Tensor, lse: Tensor,
+              eps: float, training: bool, sign: int, kernel_size: int, stride: int, padding: int,
+              dilation: int, reflect: bool) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor,
+                                                     Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """-> the gradients of x1, x2, x3, p, bn0_weight, bn0_bias, w1, bn1_weight, bn1_bias, w2, b2."""
+    kernels, out_dtype, dtype = _kernels(), x1.dtype, compute_dtype(x1.dtype)
+    (grad_y, x1, x2, x3, p, g0, h0, mean0, var0, w1, g1, h1, mean1, var1, w2, b2, lse) = (
+        t.to(dtype) for t in (grad_y, x1, x2, x3, p, bn0_weight, bn0_bias, mean0, var0, w1, bn1_weight,
+                              bn1_bias, mean1, var1, w2, b2, lse))
+    win = make_window(x1, kernel_size, stride, padding, dilation, "reflect" if reflect else "zeros")
+    n, cw, rh, c0 = x1.shape[0], w2.shape[0], w1.shape[0], w1.shape[1]
+    count = n * win.taps * win.out_height * win.out_width
+    s0, t0, istd0 = _affine(g0, h0, mean0, var0, eps)
+    s1, t1, istd1 = _affine(g1, h1, mean1, var1, eps)
+    gx1, gx2, gx3 = torch.zeros_like(x1), torch.zeros_like(x2), torch.zeros_like(x3)
+    gp_part = np.zeros((n, *p.shape[1:]), dtype=x1.numpy().dtype)
+    gw1_part = np.zeros((n, rh, c0))
+    gw2_part, gb2_part = np.zeros((n, cw, rh)), np.zeros((n, cw))
+    sums_part = np.zeros((n, 4, max(c0, rh)))
+    sums = np.zeros((4, max(c0, rh)))
+    arrays = (*_np(grad_y, x1, x2, x3, p), sign, *_np(s0, t0, mean0, istd0, w1, s1, t1, mean1, istd1,
+                                                     w2, b2, lse))
+    outputs = (gx1.numpy(), gx2.numpy(), gx3.numpy(), gp_part, gw1_part, gw2_part, gb2_part, sums_part)
+    scalars = (kernel_size, stride, padding, dilation, reflect, _zero(dtype))
+    for stage in ((1, 2, 3) if training else (0,)):
+        kernels.backward(stage, training, count, *arrays[:5], *arrays[5:], sums, *outputs, *scalars)
+        sums[:] = sums_part.sum(axis=0)
+    grads = [gx1, gx2, gx3, torch.from_numpy(gp_part.sum(axis=0, keepdims=True))]
+    # batch norm's own parameters: weight <- sum of gradient * normalised input, bias <- sum of gradient
+    grads += [torch.from_numpy(sums[3, :c0]), torch.from_numpy(sums[2, :c0]), torch.from_numpy(gw1_part.sum(0)),
+              torch.from_numpy(sums[1, :rh]), torch.from_numpy(sums[0, :rh]),
+              torch.from_numpy(gw2_part.sum(0)), torch.from_numpy(gb2_part.sum(0))]
+    return tuple(g.to(out_dtype).contiguous() for g in grads)
+
+
+@_backward.register_fake
+def _(grad_y, x1, x2, x3, p, bn0_weight, bn0_bias, mean0, var0, w1, bn1_weight, bn1_bias, mean1, var1,
+      w2, b2, lse, eps, training, sign, kernel_size, stride, padding, dilation, reflect):
+    return tuple(t.new_empty(t.shape) for t in (x1, x2, x3, p, bn0_weight, bn0_bias, w1, bn1_weight,
+                                                   bn1_bias, w2, b2))
+
+
+_SCALARS = ("eps", "training", "sign", "kernel_size", "stride", "padding", "dilation", "reflect")
+
+
+def _setup_context(ctx, inputs, output):
+    (x1, x2, x3, p, g0, h0, m0, v0, w1, g1, h1, m1, v1, w2, b2, *scalars) = inputs
+    _, lse, mean0, var0, mean1, var1 = output
+    ctx.save_for_backward(x1, x2, x3, p, g0, h0, mean0, var0, w1, g1, h1, mean1, var1, w2, b2, lse)
+    ctx.scalars = scalars
+
+
+def _autograd(ctx, grad_y, *unused):
+    x1, x2, x3, p, g0, h0, mean0, var0, w1, g1, h1, mean1, var1, w2, b2, lse = ctx.saved_tensors
+    gx1, gx2, gx3, gp, gg0, gh0, gw1, gg1, gh1, gw2, gb2 = _backward(
+        grad_y, x1, x2, x3, p, g0, h0, mean0, var0, w1, g1, h1, mean1, var1, w2, b2, lse, *ctx.scalars)
+    return (gx1, gx2, gx3, gp, gg0, gh0, None, None, gw1, gg1, gh1, None, None, gw2, gb2,
+            *([None] * len(_SCALARS)))
+
+
+torch.library.register_autograd("sanmini::fused_pairwise_forward", _autograd, setup_context=_setup_context)
+
+
+def _check_gamma(gamma) -> None:
+    kinds = [type(m).__name__ for m in gamma]
+    if kinds != ["BatchNorm2d", "ReLU", "Conv2d", "BatchNorm2d", "ReLU", "Conv2d"]:
+        raise ValueError(f"the fused branch computes gamma of two layers (BatchNorm2d, ReLU, Conv2d, "
+                         f"BatchNorm2d, ReLU, Conv2d: gamma_layers=2), got {kinds}")
+    for bn in (gamma[0], gamma[3]):
+        if not (bn.affine and bn.track_running_stats):
+            raise ValueError("the fused branch needs gamma's batch norms affine and tracking running "
+                             "statistics (nn.BatchNorm2d's defaults)")
+
+
+def fused_pairwise(x1: Tensor, x2: Tensor, x3: Tensor, p: Tensor | None, gamma, *,
+                   relation: str = "subtraction", kernel_size: int = 7, stride: int = 1,
+                   padding: int | None = None, dilation: int = 1, pad_mode: str = "reflect",
+                   training: bool = False, backend: str = "auto") -> Tensor:
+    """Pairwise attention's weight branch and aggregation in one operator.
+
+    Args:
+        x1, x2: phi(x) and psi(x), (N, R, H, W). x3: beta(x), (N, V, H, W).
+        p: the encoded position grid ``conv_p(position_grid(H, W))``, (1, 2, H, W), or None.
+        gamma: the layer's ``conv_w`` (:func:`sanmini.nn.gamma.gamma` with two layers); in
+            training its batch norms' running statistics are updated as ``nn.BatchNorm2d`` does.
+        relation: ``"subtraction"`` (phi_i - psi_j) or ``"summation"`` (phi_i + psi_j).
+        training: batch statistics (True) or the running ones (False), as gamma's batch norms.
+
+    Returns y (N, V, Ho, Wo), equal to the plain layer's output.
+    """
+    if relation not in FUSED_RELATIONS:
+        raise ValueError(f"the fused branch computes the relations {tuple(FUSED_RELATIONS)}, got "
+                         f"{relation!r}; use fused=False for the others")
+    if backend not in ("auto", "cpu"):
+        raise ValueError(f"backend must be 'auto' or 'cpu' for the fused branch, got {backend!r}")
+    for name, t in (("x1", x1), ("x2", x2), ("x3", x3)):
+        check_tensor(name, t, 4)
+        if t.device.type != "cpu":
+            raise ValueError(f"the fused branch runs on the CPU; {name} is on {t.device}")
+    if x2.shape != x1.shape or x3.shape[0] != x1.shape[0] or x3.shape[2:] != x1.shape[2:]:
+        raise ValueError(f"x1 and x2 must have one shape and x3 the same N, H, W, got {tuple(x1.shape)}, "
+                         f"{tuple(x2.shape)} and {tuple(x3.shape)}")
+    _check_gamma(gamma)
+    bn0, conv1, bn1, conv2 = gamma[0], gamma[2], gamma[3], gamma[5]
+    if bn0.eps != bn1.eps:
+        raise ValueError(f"the fused branch takes one eps for gamma's batch norms, got {bn0.eps} and {bn1.eps}")
+    rh, c0, cw = conv1.out_channels, conv1.in_channels, conv2.out_channels
+    positions = 0 if p is None else p.shape[1]
+    if c0 != x1.shape[1] + positions:
+        raise ValueError(f"gamma reads {c0} channels, but the relation has {x1.shape[1]} and the "
+                         f"position encoding {positions}")
+    if x3.shape[1] % cw:
+        raise ValueError(f"gamma's {cw} weight channels must divide the {x3.shape[1]} value channels of x3")
+    if padding is None:
+        padding = dilation * (kernel_size - 1) // 2
+    if p is None:
+        p = x1.new_zeros(1, 0, *x1.shape[2:])
+    y, _, mean0, var0, mean1, var1 = _forward(
+        x1, x2, x3, p, bn0.weight, bn0.bias, bn0.running_mean, bn0.running_var,
+        conv1.weight.view(rh, c0), bn1.weight, bn1.bias, bn1.running_mean, bn1.running_var,
+        conv2.weight.view(cw, rh), conv2.bias, float(bn0.eps), bool(training), FUSED_RELATIONS[relation],
+        kernel_size, stride, padding, dilation, pad_mode == "reflect")
+    if training:
+        count = x1.shape[0] * kernel_size ** 2 * y.shape[2] * y.shape[3]
+        with torch.no_grad():
+            for bn, mean, var in ((bn0, mean0, var0), (bn1, mean1, var1)):
+                _update_running(bn, mean, var, count)
+    return y
+
+
+def _update_running(bn, mean: Tensor, var: Tensor, count: int) -> None:
+    """What ``nn.BatchNorm2d`` does to its buffers in a training step: the running mean and the
+    running unbiased variance move by ``momentum`` (or average cumulatively if it is None)."""
+    bn.num_batches_tracked.add_(1)
+    factor = 1.0 / float(bn.num_batches_tracked) if bn.momentum is None else bn.momentum
+    bn.running_mean.mul_(1 - factor).add_(mean.detach(), alpha=factor)
+    bn.running_var.mul_(1 - factor).add_(var.detach() * (count / max(count - 1, 1)), alpha=factor)
