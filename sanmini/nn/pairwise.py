@@ -134,22 +134,23 @@ class PairwiseAttention(nn.Module):
             return xi * xj
         return (xi * xj).sum(dim=1, keepdim=True)                   # dot
 
+    def encoded_positions(self, x: torch.Tensor) -> torch.Tensor:
+        """x (N, in_planes, H, W) for the grid's size -> p = conv_p(coordinates), (1, 2, H, W)."""
+        return self.conv_p(position_grid(x.shape[2], x.shape[3], device=x.device, dtype=x.dtype))
+
     def weights(self, x1: torch.Tensor, x2: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """phi(x), psi(x) (N, R, H, W), x (N, in_planes, H, W) for the grid's size and dtype ->
         alpha (N, out/share, K*K, L): gamma(delta(x_i, x_j), p_i - p_j), softmax over j in R(i)."""
         rel = self.delta(x1, x2)                                    # (N, *, K*K, L)
         if self.position_encoding:
-            grid = position_grid(x.shape[2], x.shape[3], device=x.device, dtype=x.dtype)
-            pos = self.subtraction(self.conv_p(grid))               # (1, 2, K*K, L): p_i - p_j
+            pos = self.subtraction(self.encoded_positions(x))       # (1, 2, K*K, L): p_i - p_j
             rel = torch.cat([rel, pos.expand(x.shape[0], -1, -1, -1).to(rel.dtype)], dim=1)
         return self.conv_w(rel).softmax(dim=2)                      # (N, out/share, K*K, L)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x1, x2, x3 = self.conv1(x), self.conv2(x), self.conv3(x)
         if self.fused:
-            p = None
-            if self.position_encoding:
-                p = self.conv_p(position_grid(x.shape[2], x.shape[3], device=x.device, dtype=x.dtype))
+            p = self.encoded_positions(x) if self.position_encoding else None
             window = self.aggregation
             return fused_pairwise(x1, x2, x3, p, self.conv_w, relation=self.relation,
                                   kernel_size=window.kernel_size, stride=window.stride,

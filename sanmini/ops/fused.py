@@ -90,11 +90,11 @@ def _forward(x1: Tensor, x2: Tensor, x3: Tensor, p: Tensor, bn0_weight: Tensor, 
         ones, zeros = torch.ones(rh, dtype=dtype), torch.zeros(rh, dtype=dtype)
         run(1, g0, h0, ones, zeros)                                # z0's sums (s0, t0 unused)
         mean0, var0 = _moments(sums, c0, count, dtype)
-        s0, t0, _ = _affine(g0, h0, mean0, var0, eps)
+    s0, t0, _ = _affine(g0, h0, mean0, var0, eps)
+    if training:
         sums[:] = 0
         run(2, s0, t0, ones, zeros)                                # z1's sums
         mean1, var1 = _moments(sums, rh, count, dtype)
-    s0, t0, _ = _affine(g0, h0, mean0, var0, eps)
     s1, t1, _ = _affine(g1, h1, mean1, var1, eps)
     run(3, s0, t0, s1, t1)
     stats_dtype = bn0_mean.dtype

@@ -167,6 +167,33 @@ def _softmax(A, lse_row, zero):
             top[wo] += math.log(total[wo])
 
 
+@numba.njit(inline="always")
+def _outer_sum(G, U, j, target):
+    """target[o, i] += the sum over the pixels of G[j, o] * U[j, i]: a 1x1 map's weight gradient at tap j."""
+    for o in range(G.shape[1]):
+        g = G[j, o]
+        for i in range(U.shape[1]):
+            u = U[j, i]
+            acc = 0.0
+            for wo in range(g.shape[0]):
+                acc += g[wo] * u[wo]
+            target[o, i] += acc
+
+
+@numba.njit(inline="always")
+def _norm_sums(G, Z, j, mean, istd, sums, row):
+    """At tap j, per channel c: sums[row, c] += the sum of G (the gradient into a batch norm's
+    output) and sums[row + 1, c] += the sum of G times the normalised input (Z - mean) * istd."""
+    for c in range(G.shape[1]):
+        g, z = G[j, c], Z[j, c]
+        a, b = 0.0, 0.0
+        for wo in range(g.shape[0]):
+            a += g[wo]
+            b += g[wo] * (z[wo] - mean[c]) * istd[c]
+        sums[row, c] += a
+        sums[row + 1, c] += b
+
+
 @numba.njit(parallel=True, cache=CACHE)
 def forward(stage, x1, x2, x3, p, sign, s0, t0, W1, s1, t1, W2, b2, sums_part, y, lse,
             K, stride, padding, dilation, reflect, zero):
@@ -293,22 +320,9 @@ def backward(stage, training, count, gy, x1, x2, x3, p, sign, s0, t0, mean0, ist
             if stage <= 1:
                 for j in range(KK):
                     for cw in range(Cw):
-                        ga = G[j, cw]
-                        gb2_part[n, cw] += ga.sum()
-                        for r in range(Rh):
-                            u1 = U1[j, r]
-                            acc = 0.0
-                            for wo in range(Wo):
-                                acc += ga[wo] * u1[wo]
-                            gW2_part[n, cw, r] += acc
-                    for r in range(Rh):
-                        g1, z1 = G1[j, r], Z1[j, r]
-                        a, b = 0.0, 0.0
-                        for wo in range(Wo):
-                            a += g1[wo]
-                            b += g1[wo] * (z1[wo] - mean1[r]) * istd1[r]
-                        sums_part[n, 0, r] += a
-                        sums_part[n, 1, r] += b
+                        gb2_part[n, cw] += G[j, cw].sum()
+                    _outer_sum(G, U1, j, gW2_part[n])
+                    _norm_sums(G1, Z1, j, mean1, istd1, sums_part[n], 0)
                 if stage == 1:
                     continue
             # batch norm 1 backward: the gradient of z1
@@ -336,22 +350,8 @@ def backward(stage, training, count, gy, x1, x2, x3, p, sign, s0, t0, mean0, ist
                             g0[wo] = zero
             if stage != 3:
                 for j in range(KK):
-                    for r in range(Rh):
-                        g1 = G1[j, r]
-                        for c in range(C0):
-                            u0 = U0[j, c]
-                            acc = 0.0
-                            for wo in range(Wo):
-                                acc += g1[wo] * u0[wo]
-                            gW1_part[n, r, c] += acc
-                    for c in range(C0):
-                        g0, z0 = G0[j, c], Z0[j, c]
-                        a, b = 0.0, 0.0
-                        for wo in range(Wo):
-                            a += g0[wo]
-                            b += g0[wo] * (z0[wo] - mean0[c]) * istd0[c]
-                        sums_part[n, 2, c] += a
-                        sums_part[n, 3, c] += b
+                    _outer_sum(G1, U0, j, gW1_part[n])
+                    _norm_sums(G0, Z0, j, mean0, istd0, sums_part[n], 2)
                 if stage == 2:
                     continue
             # batch norm 0 backward: the gradient of z0, added onto phi (centre), psi and p (taps)

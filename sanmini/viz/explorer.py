@@ -169,7 +169,7 @@ class AttentionExplorer(PageWidget):
 
     def _data(self) -> dict:
         height, width = self.image.shape[:2]
-        variants = []
+        variants, values = [], self.facet_values
         for name, w in self.variants.items():
             magnitude = np.abs(w)        # a convolution's kernel may be negative where beta is
             if self.normalise == "footprint":
@@ -180,14 +180,13 @@ class AttentionExplorer(PageWidget):
             variant = {"name": name, "k": int(round(np.sqrt(w.shape[1]))), "groups": int(w.shape[0]),
                        "weights": _b64(levels.reshape(w.shape[0], w.shape[1], -1))}
             if self.facets is not None:
-                values = self.facet_values
                 variant["choice"] = ([values[key].index(v) for key, v in self.facets[name].items()]
                                      if name in self.facets else None)
             variants.append(variant)
         data = {"height": height, "width": width, "scale": self.scale, "image": _b64(self.image),
                 "variants": variants, "reference": self.names.index(self.reference) if self.reference else -1}
         if self.facets is not None:
-            data["facets"] = [{"name": key, "values": values} for key, values in self.facet_values.items()]
+            data["facets"] = [{"name": key, "values": v} for key, v in values.items()]
         return data
 
     def to_html(self) -> str:
@@ -213,7 +212,7 @@ class AttentionExplorer(PageWidget):
         height, width = self.image.shape[:2]
         if self.facets is None:
             choose = widgets.Dropdown(options=self.names, description="model")
-            menus = [choose]
+            menus = []
         else:                      # one menu per facet; the chosen variant is held in a hidden dropdown
             choose = widgets.Dropdown(options=list(self.facets), layout=widgets.Layout(display="none"))
             menus = [widgets.Dropdown(options=values, value=self.facets[choose.value][key], description=key,
@@ -262,8 +261,7 @@ class AttentionExplorer(PageWidget):
         for control in (choose, row, col):
             control.observe(draw, names="value")
         draw()
-        return widgets.VBox([widgets.HBox([*menus, choose, row, col]) if self.facets else
-                             widgets.HBox([choose, row, col]), out])
+        return widgets.VBox([widgets.HBox([*menus, choose, row, col]), out])
 
 
 
