@@ -194,6 +194,39 @@ def _norm_sums(G, Z, j, mean, istd, sums, row):
         sums[row + 1, c] += b
 
 
+@numba.njit(inline="always")
+def _through_map(Wt, Gout, U, Gin, zero):
+    """Back through a 1x1 map and the ReLU before it: Gin[j, i] = sum_o Wt[o, i] Gout[j, o] where
+    the ReLU passed (U[j, i] > 0), else 0, at every tap and pixel."""
+    for j in range(U.shape[0]):
+        for i in range(U.shape[1]):
+            g, u = Gin[j, i], U[j, i]
+            g[:] = zero
+            for o in range(Gout.shape[1]):
+                w, go = Wt[o, i], Gout[j, o]
+                for wo in range(g.shape[0]):
+                    g[wo] += w * go[wo]
+            for wo in range(g.shape[0]):
+                if u[wo] <= 0:
+                    g[wo] = zero
+
+
+@numba.njit(inline="always")
+def _norm_backward(G, Z, s, mean, istd, sums, row, count, training):
+    """G: the gradient into a batch norm's output -> into its input, in place. In training,
+    s * (G - (sums[row] + xhat * sums[row + 1]) / count), xhat = (Z - mean) * istd; else s * G."""
+    for j in range(G.shape[0]):
+        for c in range(G.shape[1]):
+            g, z = G[j, c], Z[j, c]
+            if training:
+                for wo in range(g.shape[0]):
+                    xhat = (z[wo] - mean[c]) * istd[c]
+                    g[wo] = s[c] * (g[wo] - (sums[row, c] + xhat * sums[row + 1, c]) / count)
+            else:
+                for wo in range(g.shape[0]):
+                    g[wo] = s[c] * g[wo]
+
+
 @numba.njit(parallel=True, cache=CACHE)
 def forward(stage, x1, x2, x3, p, sign, s0, t0, W1, s1, t1, W2, b2, sums_part, y, lse,
             K, stride, padding, dilation, reflect, zero):
@@ -306,17 +339,7 @@ def backward(stage, training, count, gy, x1, x2, x3, p, sign, s0, t0, mean0, ist
                     for wo in range(Wo):
                         ga[wo] = a[wo] * (ga[wo] - dot[wo])
             # the last 1x1 map: the gradients of W2, b2 and of batch norm 1's output (through the ReLU)
-            for j in range(KK):
-                for r in range(Rh):
-                    g1, u1 = G1[j, r], U1[j, r]
-                    g1[:] = zero
-                    for cw in range(Cw):
-                        w, ga = W2[cw, r], G[j, cw]
-                        for wo in range(Wo):
-                            g1[wo] += w * ga[wo]
-                    for wo in range(Wo):
-                        if u1[wo] <= 0:
-                            g1[wo] = zero
+            _through_map(W2, G, U1, G1, zero)
             if stage <= 1:
                 for j in range(KK):
                     for cw in range(Cw):
@@ -326,28 +349,9 @@ def backward(stage, training, count, gy, x1, x2, x3, p, sign, s0, t0, mean0, ist
                 if stage == 1:
                     continue
             # batch norm 1 backward: the gradient of z1
-            for j in range(KK):
-                for r in range(Rh):
-                    g1, z1 = G1[j, r], Z1[j, r]
-                    if training:
-                        for wo in range(Wo):
-                            xhat = (z1[wo] - mean1[r]) * istd1[r]
-                            g1[wo] = s1[r] * (g1[wo] - (sums[0, r] + xhat * sums[1, r]) / count)
-                    else:
-                        for wo in range(Wo):
-                            g1[wo] = s1[r] * g1[wo]
+            _norm_backward(G1, Z1, s1, mean1, istd1, sums, 0, count, training)
             # the first 1x1 map: the gradients of W1 and of batch norm 0's output
-            for j in range(KK):
-                for c in range(C0):
-                    g0, u0 = G0[j, c], U0[j, c]
-                    g0[:] = zero
-                    for r in range(Rh):
-                        w, g1 = W1[r, c], G1[j, r]
-                        for wo in range(Wo):
-                            g0[wo] += w * g1[wo]
-                    for wo in range(Wo):
-                        if u0[wo] <= 0:
-                            g0[wo] = zero
+            _through_map(W1, G1, U0, G0, zero)
             if stage != 3:
                 for j in range(KK):
                     _outer_sum(G1, U0, j, gW1_part[n])
@@ -355,17 +359,11 @@ def backward(stage, training, count, gy, x1, x2, x3, p, sign, s0, t0, mean0, ist
                 if stage == 2:
                     continue
             # batch norm 0 backward: the gradient of z0, added onto phi (centre), psi and p (taps)
+            _norm_backward(G0, Z0, s0, mean0, istd0, sums, 2, count, training)
             for j in range(KK):
                 hj, cj = rows[j], cols[j % K]
                 for c in range(C0):
-                    g0, z0 = G0[j, c], Z0[j, c]
-                    if training:
-                        for wo in range(Wo):
-                            xhat = (z0[wo] - mean0[c]) * istd0[c]
-                            g0[wo] = s0[c] * (g0[wo] - (sums[2, c] + xhat * sums[3, c]) / count)
-                    else:
-                        for wo in range(Wo):
-                            g0[wo] = s0[c] * g0[wo]
+                    g0 = G0[j, c]
                     f = sign if c < R else 1
                     target = gx2[n, c] if c < R else gp_part[n, c - R]
                     centre_target = gx1[n, c] if c < R else gp_part[n, c - R]
