@@ -1,5 +1,6 @@
 """The fused pairwise weight branch: pairwise attention from phi(x), psi(x), p and beta(x) to y in
-one operator, without materialising any (N, *, K*K, L) tensor (Zhao et al., CVPR 2020, Eq. 2, 3).
+one operator, without materialising any ``(N, *, K*K, L)`` tensor (Zhao et al., CVPR 2020,
+Eq. 2, 3).
 
     y = fused_pairwise(x1, x2, x3, p, gamma, relation=..., kernel_size=..., training=...)
 

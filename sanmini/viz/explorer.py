@@ -99,7 +99,7 @@ class AttentionExplorer(PageWidget):
             (e.g. ``{"relation": "summation", "position encoding": "on", "footprint": "7 x 7"}``):
             the page then has one menu per facet instead of one model menu, over the variants named
             here; a variant left out (e.g. the reference) is only drawn beside.
-        normalise: ``"footprint"`` (default) scales |alpha| to the largest value of each footprint,
+        normalise: ``"footprint"`` (default) scales ``|alpha|`` to the largest value of each footprint,
             which shows the shape of the weights everywhere; ``"variant"`` to the largest value of
             the variant over the whole image, which also shows where the weights are small.
     """
