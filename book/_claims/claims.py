@@ -38,7 +38,8 @@ CLAIMS = [
     # Chapter 3: five trained pairwise denoisers and a convolution, PSNR on held-out photographs.
     Claim("03_pairwise", "each model denoises (dB over the noisy input)",
           'min(scores[name] for name in models) - scores["noisy input"]', ">", 2),
-    Claim("03_pairwise", "pairwise beats the convolution (dB)", f'scores[{PAIR}] - scores["convolution"]', ">", 0),
+    # Above the convolution in every recorded run, but by as little as 0.001 dB: not a margin to assert.
+    Claim("03_pairwise", "pairwise vs convolution (dB)", f'scores[{PAIR}] - scores["convolution"]'),
     Claim("03_pairwise", "pairwise weights vary with the pixel", f"variation[{PAIR}]", ">", 0.2),
     Claim("03_pairwise", "no position encoding vs convolution (dB)",
           f'scores[{NO_PE}] - scores["convolution"]'),
@@ -68,8 +69,8 @@ CLAIMS = [
     Claim("04_patchwise", "convolution R^2 on rising edges (largest of 3 seeds)", 'max(edges["convolution"])'),
     Claim("04_patchwise", "patchwise R^2 on the photograph's rising edges",
           'explained(edge_nets["patchwise"], x_photo, t_photo)'),
-    Claim("04_patchwise", "weights' departure vs rising edges on the photograph (correlation)", "follows_edges",
-          ">", 0.2),
+    # Training finds more than one way to fit the rising edges; in some the weights do not follow them.
+    Claim("04_patchwise", "weights' departure vs rising edges on the photograph (correlation)", "follows_edges"),
     # Chapter 5: the weights of the denoisers on a held-out photograph.
     Claim("05_networks", "pairwise weights vary on coins", 'variation["pairwise"]', ">", 0.2),
     Claim("05_networks", "patchwise weights vary on coins", 'variation["patchwise"]', ">", 0.08),

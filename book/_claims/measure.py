@@ -55,7 +55,8 @@ class Variant:
 VARIANTS = ([Variant(seed=s) for s in range(5)]
             + [Variant(threads=2), Variant(onednn="on"), Variant(onednn="off"), Variant(capability="default"),
                Variant(seed=1, threads=2), Variant(seed=1, capability="default"),
-               Variant(seed=2, threads=2, capability="default")])
+               Variant(seed=2, threads=2, capability="default"),
+               Variant(seed=5, threads=2), Variant(threads=2, capability="default")])
 
 
 def machine() -> str:
