@@ -58,6 +58,12 @@ def _moments(sums: np.ndarray, width: int, count: int, dtype) -> tuple[Tensor, T
     return torch.from_numpy(mean).to(dtype), torch.from_numpy(var).to(dtype)
 
 
+def _planes(*tensors: Tensor) -> list[np.ndarray]:
+    """(N, C, H, W) -> (N, C, H*W + 1): the planes flattened, one zero appended (what zero
+    padding reads: :func:`.fused_cpu.plan`)."""
+    return _np(*(torch.nn.functional.pad(t.flatten(2), (0, 1)) for t in tensors))
+
+
 def _zero(dtype) -> np.generic:
     return np.float64(0) if dtype == torch.float64 else np.float32(0)
 
@@ -77,15 +83,16 @@ def _forward(x1: Tensor, x2: Tensor, x3: Tensor, p: Tensor, bn0_weight: Tensor, 
     win = make_window(x1, kernel_size, stride, padding, dilation, "reflect" if reflect else "zeros")
     n, cw, rh, c0 = x1.shape[0], w2.shape[0], w1.shape[0], w1.shape[1]
     count = n * win.taps * win.out_height * win.out_width
-    y = x3.new_empty(n, x3.shape[1], win.out_height, win.out_width)
+    y = x3.new_empty(n, x3.shape[1], win.out_height * win.out_width)
     lse = x3.new_empty(n, cw, win.out_height * win.out_width)
     sums = np.zeros((n, 2, max(c0, rh)))
-    inputs = _np(x1, x2, x3, p)
-    scalars = (kernel_size, stride, padding, dilation, reflect, _zero(dtype))
+    inputs = _planes(x1, x2, x3, p)
+    src = kernels.plan(*x1.shape[2:], win.out_height, win.out_width, kernel_size, stride, padding,
+                       dilation, reflect)
 
     def run(stage, s0, t0, s1, t1):
-        kernels.forward(stage, *inputs[:3], inputs[3], sign, *_np(s0, t0, w1, s1, t1, w2, b2), sums,
-                        y.numpy(), lse.numpy(), *scalars)
+        kernels.forward(stage, *inputs, src, sign, *_np(s0, t0, w1, s1, t1, w2, b2), sums,
+                        y.numpy(), lse.numpy(), _zero(dtype))
 
     if training:
         ones, zeros = torch.ones(rh, dtype=dtype), torch.zeros(rh, dtype=dtype)
@@ -99,6 +106,7 @@ def _forward(x1: Tensor, x2: Tensor, x3: Tensor, p: Tensor, bn0_weight: Tensor, 
     s1, t1, _ = _affine(g1, h1, mean1, var1, eps)
     run(3, s0, t0, s1, t1)
     stats_dtype = bn0_mean.dtype
+    y = y.view(n, x3.shape[1], win.out_height, win.out_width)
     return (y.to(out_dtype), lse, *(t.to(stats_dtype).clone() for t in (mean0, var0, mean1, var1)))
 
 
@@ -131,20 +139,24 @@ def _backward(grad_y: Tensor, x1: Tensor, x2: Tensor, x3: Tensor, p: Tensor, bn0
     count = n * win.taps * win.out_height * win.out_width
     s0, t0, istd0 = _affine(g0, h0, mean0, var0, eps)
     s1, t1, istd1 = _affine(g1, h1, mean1, var1, eps)
-    gx1, gx2, gx3 = torch.zeros_like(x1), torch.zeros_like(x2), torch.zeros_like(x3)
-    gp_part = np.zeros((n, *p.shape[1:]), dtype=x1.numpy().dtype)
+    inputs = _planes(x1, x2, x3, p)
+    gx1, gx2, gx3 = (np.zeros_like(a) for a in inputs[:3])
+    gp_part = np.zeros((n, *inputs[3].shape[1:]), dtype=inputs[3].dtype)
     gw1_part = np.zeros((n, rh, c0))
     gw2_part, gb2_part = np.zeros((n, cw, rh)), np.zeros((n, cw))
     sums_part = np.zeros((n, 4, max(c0, rh)))
     sums = np.zeros((4, max(c0, rh)))
-    arrays = (*_np(grad_y, x1, x2, x3, p), sign, *_np(s0, t0, mean0, istd0, w1, s1, t1, mean1, istd1,
-                                                     w2, b2, lse))
-    outputs = (gx1.numpy(), gx2.numpy(), gx3.numpy(), gp_part, gw1_part, gw2_part, gb2_part, sums_part)
-    scalars = (kernel_size, stride, padding, dilation, reflect, _zero(dtype))
+    src = kernels.plan(*x1.shape[2:], win.out_height, win.out_width, kernel_size, stride, padding,
+                       dilation, reflect)
+    arrays = (*_np(grad_y.flatten(2)), *inputs, src, sign,
+              *_np(s0, t0, mean0, istd0, w1, s1, t1, mean1, istd1, w2, b2, lse))
+    outputs = (gx1, gx2, gx3, gp_part, gw1_part, gw2_part, gb2_part, sums_part)
     for stage in ((1, 2, 3) if training else (0,)):
-        kernels.backward(stage, training, count, *arrays[:5], *arrays[5:], sums, *outputs, *scalars)
+        kernels.backward(stage, training, count, *arrays, sums, *outputs, _zero(dtype))
         sums[:] = sums_part.sum(axis=0)
-    grads = [gx1, gx2, gx3, torch.from_numpy(gp_part.sum(axis=0, keepdims=True))]
+    hw = x1.shape[2] * x1.shape[3]     # the appended element of each plane is dropped
+    grads = [torch.from_numpy(a[..., :hw]).view(t.shape)
+             for a, t in ((gx1, x1), (gx2, x2), (gx3, x3), (gp_part.sum(axis=0, keepdims=True), p))]
     # batch norm's own parameters: weight <- sum of gradient * normalised input, bias <- sum of gradient
     grads += [torch.from_numpy(sums[3, :c0]), torch.from_numpy(sums[2, :c0]), torch.from_numpy(gw1_part.sum(0)),
               torch.from_numpy(sums[1, :rh]), torch.from_numpy(sums[0, :rh]),
