@@ -30,8 +30,9 @@ The weight branch, from phi(x) and psi(x) to the normalised weights alpha
 (:meth:`PairwiseAttention.weights`), holds the layer's large tensors, (N, C, K*K, L) at every step
 of gamma; ``recompute=True`` trades their memory for one more forward of that branch
 (:mod:`.recompute`), and ``fused=True`` never writes them: the relation, gamma, the softmax and the
-aggregation run as one operator, pixel by pixel (:func:`sanmini.ops.fused_pairwise`; subtraction
-and summation relations, gamma of two layers, on the CPU).
+aggregation run as one operator, tile of pixels by tile (:func:`sanmini.ops.fused_pairwise`;
+subtraction and summation relations, gamma of two layers, on the CPU, where it takes less memory
+but more time than the plain layer: bench/RESULTS.md).
 """
 from __future__ import annotations
 

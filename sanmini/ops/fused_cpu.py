@@ -117,28 +117,17 @@ def _relu_affine(Z, s, t, U, zero):
 
 
 @numba.njit(inline="always", fastmath=FAST)
-def _matmul(Wt, U, Z, zero):
-    """Z = Wt U: (O, C) by (C, Q) columns -> (O, Q), a row of Z at a time; the innermost loop runs
-    over the K*K * TILE columns, contiguous, which LLVM vectorises."""
+def _matmul(W, U, Z, transpose, zero):
+    """Z = W U, or W^T U where ``transpose`` (back through a 1x1 map): U (C, Q) columns -> Z (O, Q),
+    a row of Z at a time; the innermost loop runs over the K*K * TILE columns, contiguous, which
+    LLVM vectorises."""
     for o in range(Z.shape[0]):
         for q in range(Z.shape[1]):
             Z[o, q] = zero
         for c in range(U.shape[0]):
-            w = Wt[o, c]
+            w = W[c, o] if transpose else W[o, c]
             for q in range(Z.shape[1]):
                 Z[o, q] += w * U[c, q]
-
-
-@numba.njit(inline="always", fastmath=FAST)
-def _matmul_t(Wt, G, Z, zero):
-    """Z = Wt^T G: back through a 1x1 map, (O, C) and (O, Q) -> (C, Q)."""
-    for c in range(Z.shape[0]):
-        for q in range(Z.shape[1]):
-            Z[c, q] = zero
-        for o in range(G.shape[0]):
-            w = Wt[o, c]
-            for q in range(Z.shape[1]):
-                Z[c, q] += w * G[o, q]
 
 
 @numba.njit(inline="always", fastmath=FAST)
@@ -147,9 +136,9 @@ def _gamma(n, l0, x1, x2, p, src, sign, s0, t0, W1, s1, t1, W2, b2, centre, Z0, 
     U0, U1 = relu(bn(.)), and A (Cw, K*K * TILE) the logits W2 U1 + b2."""
     _inputs(n, l0, x1, x2, p, src, sign, centre, Z0)
     _relu_affine(Z0, s0, t0, U0, zero)
-    _matmul(W1, U0, Z1, zero)
+    _matmul(W1, U0, Z1, False, zero)
     _relu_affine(Z1, s1, t1, U1, zero)
-    _matmul(W2, U1, A, zero)
+    _matmul(W2, U1, A, False, zero)
     for cw in range(A.shape[0]):
         for q in range(A.shape[1]):
             A[cw, q] += b2[cw]
@@ -246,7 +235,7 @@ def forward(stage, x1, x2, x3, p, src, sign, s0, t0, W1, s1, t1, W2, b2, sums_pa
             if stage == 2:
                 _inputs(n, l0, x1, x2, p, src, sign, centre, Z0)
                 _relu_affine(Z0, s0, t0, U0, zero)
-                _matmul(W1, U0, Z1, zero)
+                _matmul(W1, U0, Z1, False, zero)
                 _sums(Z1, valid, sums_part[n])
                 continue
             _gamma(n, l0, x1, x2, p, src, sign, s0, t0, W1, s1, t1, W2, b2, centre, Z0, U0, Z1, U1, A, zero)
@@ -344,7 +333,7 @@ def backward(stage, training, count, gy, x1, x2, x3, p, src, sign, s0, t0, mean0
                         q = j * TILE + t
                         G[cw, q] = A[cw, q] * (G[cw, q] - dot[t])
             # the last 1x1 map: the gradients of W2, b2 and of batch norm 1's output (through the ReLU)
-            _matmul_t(W2, G, G1, zero)
+            _matmul(W2, G, G1, True, zero)
             _relu_mask(G1, U1, zero)
             if stage <= 1:
                 for cw in range(Cw):
@@ -358,7 +347,7 @@ def backward(stage, training, count, gy, x1, x2, x3, p, src, sign, s0, t0, mean0
                     continue
             # batch norm 1 backward: the gradient of z1; the first 1x1 map: of W1 and of batch norm 0's output
             _norm_backward(G1, Z1, s1, mean1, istd1, sums, 0, count, training, valid)
-            _matmul_t(W1, G1, G0, zero)
+            _matmul(W1, G1, G0, True, zero)
             _relu_mask(G0, U0, zero)
             if stage != 3:
                 _add_outer(G1, U0, gW1_part[n])
