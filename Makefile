@@ -67,6 +67,7 @@ book: setup
 bench: setup
 	$(BIN)/python bench/ops.py
 	$(BIN)/python bench/train_step.py
+	$(BIN)/python bench/fused_passes.py
 
 # Write the Colab install cell, with the repository URL of _config.yml, into every chapter.
 colab-cells: setup
