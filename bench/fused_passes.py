@@ -32,7 +32,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import sanmini  # noqa: E402
 from sanmini.nn import PairwiseAttention  # noqa: E402
-from sanmini.ops import fused as fused_op  # noqa: E402
+from sanmini.ops import fused_cpu  # noqa: E402
 
 from common import cpu_model, header, set_threads, threads_flag, write_section  # noqa: E402
 
@@ -63,7 +63,7 @@ class PassTimer:
     """Wraps fused_cpu.forward and .backward; adds each call's seconds under (phase, stage)."""
 
     def __init__(self):
-        self.kernels = fused_op._kernels()
+        self.kernels = fused_cpu
         self.seconds = {p: 0.0 for p in PASSES}
         self.originals = (self.kernels.forward, self.kernels.backward)
 
@@ -148,8 +148,10 @@ def main(argv=None) -> None:
     table += ["| " + " | ".join(row) + " |" for row in rows]
     faster = [row[0] for row in rows[:-1] if float(row[-1]) < 1]
     slower = [row[0] for row in rows[:-1] if float(row[-1]) >= 1]
-    verdict = (f"On this machine the fused operator took less time than the plain layer on the layers "
-               f"with input {', '.join(faster) or 'none'}, and more on {', '.join(slower) or 'none'}.")
+    def layers(inputs):
+        return f"the layers with input {', '.join(inputs)}" if inputs else "no layer"
+    verdict = (f"On this machine the fused operator took less time than the plain layer on "
+               f"{layers(faster)}, and more on {layers(slower)}.")
     text = "\n".join([HEADING, "", header(machine, lines, load_at_start), "",
                       "One forward and backward of one layer (the loss: the mean square of its output). "
                       "C0, Rh, Cw: the channels of gamma's input, hidden layer and output; V: value "

@@ -25,7 +25,8 @@ weights (``load_state_dict`` of the baseline's):
                    off on a CPU, where the inductor backend compiles a SAN for minutes)
 ``fused``          ``ops`` with every pairwise attention layer's weight branch and aggregation
                    as one operator that writes none of its (N, C, K*K, H*W) tensors
-                   (``fused=True``, :func:`sanmini.ops.fused_pairwise`); pairwise SANs on a CPU
+                   (``fused=True``, :func:`sanmini.ops.fused_pairwise`, on its CPU or CUDA
+                   kernels); pairwise SANs only
 =================  ===========================================================================
 
 ResNet26 has no SAN operators, so its ``ops`` and ``ops+recompute`` would be the baseline again
@@ -143,7 +144,7 @@ class Mode:
     recompute: bool = False
     bf16: bool = False         # torch.autocast to bfloat16
     compile: bool = False      # torch.compile of the model
-    fused: bool = False        # the fused pairwise weight branch (fused=True; CPU, pairwise only)
+    fused: bool = False        # the fused pairwise weight branch (fused=True; pairwise only)
 
 
 SAN_MODES = (Mode("torch"), Mode("ops", ops=True), Mode("ops+recompute", ops=True, recompute=True),
@@ -152,12 +153,12 @@ SAN_MODES = (Mode("torch"), Mode("ops", ops=True), Mode("ops+recompute", ops=Tru
 RESNET_MODES = (Mode("torch"), Mode("bf16", bf16=True), Mode("compile", compile=True))
 
 
-def modes_of(name: str, with_compile: bool, device_type: str = "cpu") -> tuple[Mode, ...]:
-    """The modes measured for a model: ``fused`` for pairwise SANs on a CPU only (the fused
-    branch has a CPU backend)."""
+def modes_of(name: str, with_compile: bool) -> tuple[Mode, ...]:
+    """The modes measured for a model: ``fused`` for pairwise SANs only (patchwise has no fused
+    branch)."""
     modes = SAN_MODES if name.startswith("san") else RESNET_MODES
     return tuple(m for m in modes if (with_compile or not m.compile)
-                 and (not m.fused or (name.endswith("_pairwise") and device_type == "cpu")))
+                 and (not m.fused or name.endswith("_pairwise")))
 
 
 class Trainer:
@@ -311,7 +312,7 @@ def measure(name: str, args, device: torch.device, ops_backend: str) -> list[Row
     generator = torch.Generator().manual_seed(1)
     x = torch.randn(args.batch, 3, args.size, args.size, generator=generator)
     target = torch.randint(0, NUM_CLASSES, (args.batch,), generator=generator)
-    modes = modes_of(name, args.compile, device.type)
+    modes = modes_of(name, args.compile)
     exact = check_in_float64(name, modes, state, device, ops_backend, x, target, args.compile_backend)
     trainers = {m.name: Trainer(name, m, state, device, ops_backend, x, target, args.compile_backend)
                 for m in modes}
@@ -432,7 +433,7 @@ def section(rows: list[Row], args, device: torch.device, ops_backend: str, load_
              "released. Modes (bench/train_step.py): torch = the baseline, eager, backend "
              "\"torch\", float32; ops = the compiled operators; ops+recompute = ops with "
              "recompute=True; ops+bf16 = ops under torch.autocast(bfloat16); compile = "
-             "torch.compile of ops; fused = ops with fused=True (pairwise, CPU). Every mode starts from the same weights: the model's initial "
+             "torch.compile of ops; fused = ops with fused=True (pairwise). Every mode starts from the same weights: the model's initial "
              "ones with the batch norms' shifts moved off zero (see initial_state). Check columns: "
              "the largest relative error of the logits against the baseline's: over two steps of "
              "float64 copies on 2 images (the bench stops above 1e-8), and at the first step of "

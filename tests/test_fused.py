@@ -97,11 +97,11 @@ def test_the_operators_pass_opcheck():
         args = (x1, x2, x3, p, g0.weight, g0.bias, g0.running_mean, g0.running_var,
                 layer.conv_w[2].weight.detach().view(2, 4).requires_grad_(True), g1.weight, g1.bias,
                 g1.running_mean, g1.running_var, layer.conv_w[5].weight.detach().view(2, 2).requires_grad_(True),
-                layer.conv_w[5].bias, 1e-5, training, 1, 3, 1, 1, 1, True)
+                layer.conv_w[5].bias, 1e-5, training, 1, 3, 1, 1, 1, True, "cpu")
         torch.library.opcheck(_forward, args)
         y, lse, *stats = _forward(*args)
-        back = (torch.randn_like(y), *args[:4], *args[4:6], *stats[:2], args[8], *args[9:11], *stats[2:],
-                *args[13:15], lse, 1e-5, training, 1, 3, 1, 1, 1, True)
+        back = (torch.randn_like(y), y, *args[:4], *args[4:6], *stats[:2], args[8], *args[9:11], *stats[2:],
+                *args[13:15], lse, 1e-5, training, 1, 3, 1, 1, 1, True, "cpu")
         # the backward has no backward of its own (no double backward): checked on plain tensors
         torch.library.opcheck(_backward, tuple(a.detach() if isinstance(a, torch.Tensor) else a for a in back))
 
@@ -176,5 +176,5 @@ def test_fused_pairwise_checks_its_arguments():
         fused_pairwise(x1, x1[:, :1], x3, None, layer.conv_w, kernel_size=3)
     with pytest.raises(ValueError, match="gamma of two layers"):
         fused_pairwise(x1, x1, x3, None, layer.conv_w[:3], kernel_size=3)
-    with pytest.raises(ValueError, match="backend must be 'auto' or 'cpu'"):
-        fused_pairwise(x1, x1, x3, None, layer.conv_w, kernel_size=3, backend="cuda")
+    with pytest.raises(ValueError, match="backend must be 'auto', 'cpu' or 'cuda' for the fused branch, got 'torch'"):
+        fused_pairwise(x1, x1, x3, None, layer.conv_w, kernel_size=3, backend="torch")

@@ -77,7 +77,8 @@ class PairwiseAttention(nn.Module):
     ``fused``: compute everything after phi(x), psi(x), beta(x) and the position encoding in one
     operator (:func:`sanmini.ops.fused_pairwise`) that keeps nothing of size K*K per pixel, with the
     same outputs, gradients and running statistics as the plain layer. For the subtraction and
-    summation relations and gamma of two layers; ``backend`` does not apply to it.
+    summation relations and gamma of two layers. Its kernels follow ``backend``: ``"cpu"`` or
+    ``"cuda"`` choose them; ``"auto"`` and ``"torch"`` let the tensors' device choose.
     """
 
     def __init__(self, in_planes: int, rel_planes: int, out_planes: int, share_planes: int = 8,
@@ -156,7 +157,8 @@ class PairwiseAttention(nn.Module):
             return fused_pairwise(x1, x2, x3, p, self.conv_w, relation=self.relation,
                                   kernel_size=window.kernel_size, stride=window.stride,
                                   padding=window.padding, dilation=window.dilation,
-                                  pad_mode=window.pad_mode, training=self.conv_w[0].training)
+                                  pad_mode=window.pad_mode, training=self.conv_w[0].training,
+                                  backend=window.backend if window.backend in ("cpu", "cuda") else "auto")
         if self.recompute and recording(self, x1, x2, x):
             alpha = recompute_branch(self, self.weights, x1, x2, x)
         else:

@@ -111,20 +111,25 @@ def simulated() -> bool:
     return bool(numba.config.ENABLE_CUDASIM)
 
 
-def _launch(kernel, total, tensors, scalars):
-    if total == 0:
-        return
-    threads = min(THREADS_PER_BLOCK, total)
-    blocks = (total + threads - 1) // threads
+def run(kernel, blocks: int, threads: int, tensors, scalars, shared_bytes: int = 0) -> None:
+    """Launch ``kernel[blocks, threads]`` with ``shared_bytes`` of dynamic shared memory on torch's
+    current stream, the tensors handed over without a copy; under the simulator, on CPU tensors."""
     if simulated():
-        kernel[blocks, threads](*(t.numpy() for t in tensors), *scalars)
+        kernel[blocks, threads, 0, shared_bytes](*(t.numpy() for t in tensors), *scalars)
         return
     device = tensors[0].device
     stream = cuda.external_stream(torch.cuda.current_stream(device).cuda_stream)
     # sync=False: the tensors are ready on torch's current stream, which is the one we launch on.
     arrays = [cuda.as_cuda_array(t, sync=False) for t in tensors]
     with cuda.gpus[device.index if device.index is not None else torch.cuda.current_device()]:
-        kernel[blocks, threads, stream](*arrays, *scalars)
+        kernel[blocks, threads, stream, shared_bytes](*arrays, *scalars)
+
+
+def _launch(kernel, total, tensors, scalars):
+    if total == 0:
+        return
+    threads = min(THREADS_PER_BLOCK, total)
+    run(kernel, (total + threads - 1) // threads, threads, tensors, scalars)
 
 
 backend = KernelBackend("cuda", sys.modules[__name__], _launch)

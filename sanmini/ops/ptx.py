@@ -59,7 +59,8 @@ def compile_kernel(kernel, signature: str | None = None, *, dtype: str = "float3
 
     Args:
         kernel: the name of a kernel of :mod:`sanmini.ops.cuda` (e.g. ``"aggregation_forward"``),
-            whose signature is then ``sanmini.ops.cuda.kernel_signature(kernel, dtype)``; or a
+            whose signature is then ``sanmini.ops.cuda.kernel_signature(kernel, dtype)``, or of
+            :mod:`sanmini.ops.fused_cuda` (``"fused_forward"``, ``"fused_backward"``); or a
             kernel written elsewhere (a ``@cuda.jit`` kernel or its Python function), whose source
             is compiled. That source may use ``cuda``, ``numba`` and ``math`` and nothing else
             defined outside it.
@@ -126,12 +127,17 @@ def _compile_here(request: dict) -> dict:
     stand_in = types.SimpleNamespace(compute_capability=cc)
     numba.cuda.dispatcher.get_current_device = lambda: stand_in
     if "kernel" in request:
-        from sanmini.ops import cuda as kernels
-        if request["kernel"] not in kernels.KERNEL_ARRAY_NDIMS:
-            raise SystemExit(f"no kernel {request['kernel']!r} in sanmini.ops.cuda; "
-                             f"there are {sorted(kernels.KERNEL_ARRAY_NDIMS)}")
-        function = getattr(kernels, request["kernel"]).py_func
-        signature = kernels.kernel_signature(request["kernel"], getattr(numba, request["dtype"]))
+        from sanmini.ops import cuda as kernels, fused_cuda
+        name, dtype = request["kernel"], getattr(numba, request["dtype"])
+        if name in fused_cuda.KERNELS:
+            function = getattr(fused_cuda.kernels(dtype), name.removeprefix("fused_")).py_func
+            signature = fused_cuda.kernel_signature(name, dtype)
+        elif name in kernels.KERNEL_ARRAY_NDIMS:
+            function = getattr(kernels, name).py_func
+            signature = kernels.kernel_signature(name, dtype)
+        else:
+            raise SystemExit(f"no kernel {name!r} in sanmini.ops.cuda or sanmini.ops.fused_cuda; "
+                             f"there are {sorted(kernels.KERNEL_ARRAY_NDIMS) + list(fused_cuda.KERNELS)}")
     else:
         import math
         namespace = {"cuda": cuda, "numba": numba, "math": math}
