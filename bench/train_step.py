@@ -120,7 +120,8 @@ HEADINGS = {"cpu": "## Training step: CPU, SAN10 and ResNet26, each mode vs eage
             "cuda": "## Training step: GPU, SAN10 and ResNet26, each mode vs eager torch"}
 GPU_PLACEHOLDER = ("Not measured: no GPU was available in the session that wrote this (on a GPU, "
                    "`python bench/train_step.py --write` measures batch 64 at 224 x 224 with CUDA "
-                   "events and `torch.cuda.max_memory_allocated`).")
+                   "events and `torch.cuda.max_memory_allocated`, the `fused` mode on the CUDA "
+                   "kernels of `sanmini/ops/fused_cuda.py` among the others).")
 
 # The anchor: the reference implementation of Zhao et al. (and an unfold version under
 # torch.compile), one training step measured on one H200; the figures live in sanmini.reference.
