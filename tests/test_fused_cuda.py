@@ -12,6 +12,7 @@ from conftest import cuda_test_device
 from sanmini.nn import PairwiseAttention
 from sanmini.ops import fused_cuda, fused_pairwise
 from sanmini.ops.ptx import compile_kernel
+from test_fused import _pair as plain_and_fused
 
 DEVICE = cuda_test_device()
 
@@ -25,16 +26,9 @@ def small_launches(monkeypatch):
 
 
 def _pair(**kw):
-    """The fused layer on the CPU kernels and a copy on the CUDA kernels, float64, with gamma's
-    batch norms moved off their initial values."""
-    torch.manual_seed(0)
-    cpu = PairwiseAttention(6, 2, 8, share_planes=4, kernel_size=3, backend="cpu", fused=True, **kw).double()
-    with torch.no_grad():
-        for bn in (cpu.conv_w[0], cpu.conv_w[3]):
-            bn.weight.uniform_(0.5, 1.5)
-            bn.bias.uniform_(-0.5, 0.5)
-            bn.running_mean.uniform_(-0.3, 0.3)
-            bn.running_var.uniform_(0.5, 2.0)
+    """The fused layer on the CPU kernels (test_fused's, with gamma's batch norms moved off their
+    initial values), float64, and a copy on the CUDA kernels."""
+    _, cpu = plain_and_fused(kernel_size=3, **kw)
     gpu = copy.deepcopy(cpu).to(DEVICE)
     for module in gpu.modules():
         if hasattr(module, "backend"):

@@ -83,9 +83,11 @@ def tile_size(backward: bool, c0: int, rh: int, cw: int, v: int, itemsize: int) 
 
 
 @cuda.jit(device=True, inline=True)
-def tap_index(l, j, L, H, W, Wo, K, stride, padding, dilation, reflect):
+def tap_index(l, j, geo):
     """The flat input index tap j (row-major in the footprint) of output pixel l reads; H * W (the
-    appended zero) where it reads zero padding or l >= L (a tile's pixels past the image's last)."""
+    appended zero) where it reads zero padding or l >= L (a tile's pixels past the image's last).
+    geo = (L, H, W, Wo, K, stride, padding, dilation, reflect)."""
+    L, H, W, Wo, K, stride, padding, dilation, reflect = geo
     if l >= L:
         return H * W
     h = _source((l // Wo) * stride - padding + (j // K) * dilation, H, reflect)
@@ -96,12 +98,52 @@ def tap_index(l, j, L, H, W, Wo, K, stride, padding, dilation, reflect):
 
 
 @cuda.jit(device=True, inline=True)
-def gamma_input(x1, x2, p, n, c, centre, src, sign):
-    """Channel c of z0 = [x1_i - sign * x2_j, p_i - p_j] for centre i and tap j's input."""
-    R = x1.shape[1]
-    if c < R:
-        return x1[n, c, centre] - sign * x2[n, c, src]
-    return p[0, c - R, centre] - p[0, c - R, src]
+def gamma_input(sh, raw, out, x1, x2, p, n, l0, j, geo, sign, s0, t0, P, zero):
+    """Gamma's input at tap j for the tile's P pixels from l0: z0 = [x1_i - sign * x2_j, p_i - p_j]
+    (C0, P) into sh[raw:] and relu(z0 * s0 + t0) into sh[out:]; an offset < 0 is not written."""
+    R, C0 = x1.shape[1], s0.shape[0]
+    jc = (geo[4] * geo[4]) // 2                                   # the centre tap, K*K // 2
+    for e in range(cuda.threadIdx.x, C0 * P, cuda.blockDim.x):
+        c, q = e // P, e % P
+        centre, src = tap_index(l0 + q, jc, geo), tap_index(l0 + q, j, geo)
+        if c < R:
+            z = x1[n, c, centre] - sign * x2[n, c, src]
+        else:
+            z = p[0, c - R, centre] - p[0, c - R, src]
+        if raw >= 0:
+            sh[raw + e] = z
+        if out >= 0:
+            sh[out + e] = max(z * s0[c] + t0[c], zero)
+
+
+@cuda.jit(device=True, inline=True)
+def hidden_layer(sh, u0, raw, out, W1, s1, t1, P, zero):
+    """z1 = W1 sh[u0:] (Rh, P) into sh[raw:] and relu(z1 * s1 + t1) into sh[out:]; an offset < 0
+    is not written."""
+    Rh, C0 = W1.shape
+    for e in range(cuda.threadIdx.x, Rh * P, cuda.blockDim.x):
+        o, q = e // P, e % P
+        z = zero
+        for c in range(C0):
+            z += W1[o, c] * sh[u0 + c * P + q]
+        if raw >= 0:
+            sh[raw + e] = z
+        if out >= 0:
+            sh[out + e] = max(z * s1[o] + t1[o], zero)
+
+
+@cuda.jit(device=True, inline=True)
+def back_through_map(sh, g_in, u, g_out, Wm, P, zero):
+    """sh[g_out:] (I, P) = Wm^T sh[g_in:] where the ReLU that made sh[u:] passed, 0 where not: the
+    gradient back through a 1x1 map Wm (O, I) and the ReLU before it."""
+    O, I = Wm.shape
+    for e in range(cuda.threadIdx.x, I * P, cuda.blockDim.x):
+        i, q = e // P, e % P
+        g = zero
+        if sh[u + e] > zero:
+            for o in range(O):
+                g += Wm[o, i] * sh[g_in + o * P + q]
+        sh[g_out + e] = g
 
 
 @cuda.jit(device=True, inline=True)
@@ -158,9 +200,10 @@ def kernels(dtype):
         of z1; stage 3: y (N, V, L) and lse (N, Cw, L)."""
         N, V, L = y.shape
         C0, Rh, Cw = s0.shape[0], W1.shape[0], W2.shape[0]
-        KK, jc = K * K, (K * K) // 2
+        KK = K * K
         T, tid = cuda.blockDim.x, cuda.threadIdx.x
         tiles = (L + P - 1) // P
+        geo = (L, H, W, Wo, K, stride, padding, dilation, reflect)
         sh = cuda.shared.array(0, dtype)
         Z, Hd = 0, C0 * P                                         # layout(False, ...)
         E = Hd + Rh * P
@@ -170,32 +213,22 @@ def kernels(dtype):
             n, l0 = tile // tiles, (tile % tiles) * P
             nv = min(P, L - l0)
             for j in range(KK):
-                for e in range(tid, C0 * P, T):                   # gamma's input at tap j
-                    c, q = e // P, e % P
-                    centre = tap_index(l0 + q, jc, L, H, W, Wo, K, stride, padding, dilation, reflect)
-                    src = tap_index(l0 + q, j, L, H, W, Wo, K, stride, padding, dilation, reflect)
-                    z = gamma_input(x1, x2, p, n, c, centre, src, sign)
-                    if stage != 1:
-                        z = max(z * s0[c] + t0[c], zero)
-                    sh[Z + e] = z
-                cuda.syncthreads()
-                if stage == 1:
+                if stage == 1:                                    # z0, and its sums
+                    gamma_input(sh, Z, -1, x1, x2, p, n, l0, j, geo, sign, s0, t0, P, zero)
+                    cuda.syncthreads()
                     channel_sums(sh, Z, C0, P, nv, acc, 0)
                     cuda.syncthreads()
                     continue
-                for e in range(tid, Rh * P, T):                   # the hidden layer
-                    o, q = e // P, e % P
-                    z = zero
-                    for c in range(C0):
-                        z += W1[o, c] * sh[Z + c * P + q]
-                    if stage != 2:
-                        z = max(z * s1[o] + t1[o], zero)
-                    sh[Hd + e] = z
+                gamma_input(sh, -1, Z, x1, x2, p, n, l0, j, geo, sign, s0, t0, P, zero)
                 cuda.syncthreads()
-                if stage == 2:
+                if stage == 2:                                    # z1, and its sums
+                    hidden_layer(sh, Z, Hd, -1, W1, s1, t1, P, zero)
+                    cuda.syncthreads()
                     channel_sums(sh, Hd, Rh, P, nv, acc, 0)
                     cuda.syncthreads()
                     continue
+                hidden_layer(sh, Z, -1, Hd, W1, s1, t1, P, zero)
+                cuda.syncthreads()
                 for e in range(tid, Cw * P, T):                   # logits, into the running softmax
                     cw, q = e // P, e % P
                     a = b2[cw]
@@ -211,7 +244,7 @@ def kernels(dtype):
                 for e in range(tid, V * P, T):                    # the aggregation, Eq. (2)
                     c, q = e // P, e % P
                     w = (c % Cw) * P + q
-                    src = tap_index(l0 + q, j, L, H, W, Wo, K, stride, padding, dilation, reflect)
+                    src = tap_index(l0 + q, j, geo)
                     term = sh[E + w] * x3[n, c, src]
                     sh[O + e] = term if j == 0 else sh[O + e] * sh[F + w] + term
                 cuda.syncthreads()
@@ -239,6 +272,7 @@ def kernels(dtype):
         KK, jc = K * K, (K * K) // 2
         T, tid, b = cuda.blockDim.x, cuda.threadIdx.x, cuda.blockIdx.x
         tiles = (L + P - 1) // P
+        geo = (L, H, W, Wo, K, stride, padding, dilation, reflect)
         sh = cuda.shared.array(0, dtype)
         Z0, U0, G0 = 0, C0 * P, 2 * C0 * P                      # layout(True, ...)
         Z1, U1, G1 = 3 * C0 * P, 3 * C0 * P + Rh * P, 3 * C0 * P + 2 * Rh * P
@@ -259,20 +293,10 @@ def kernels(dtype):
                         d += gy[n, c, l0 + q] * y[n, c, l0 + q]
                 sh[DOT + e] = d
             cuda.syncthreads()
-            for j in range(KK):
-                for e in range(tid, C0 * P, T):                   # recompute gamma at tap j
-                    c, q = e // P, e % P
-                    centre = tap_index(l0 + q, jc, L, H, W, Wo, K, stride, padding, dilation, reflect)
-                    src = tap_index(l0 + q, j, L, H, W, Wo, K, stride, padding, dilation, reflect)
-                    z = gamma_input(x1, x2, p, n, c, centre, src, sign)
-                    sh[Z0 + e], sh[U0 + e] = z, max(z * s0[c] + t0[c], zero)
+            for j in range(KK):                                   # recompute gamma at tap j
+                gamma_input(sh, Z0, U0, x1, x2, p, n, l0, j, geo, sign, s0, t0, P, zero)
                 cuda.syncthreads()
-                for e in range(tid, Rh * P, T):
-                    o, q = e // P, e % P
-                    z = zero
-                    for c in range(C0):
-                        z += W1[o, c] * sh[U0 + c * P + q]
-                    sh[Z1 + e], sh[U1 + e] = z, max(z * s1[o] + t1[o], zero)
+                hidden_layer(sh, U0, Z1, U1, W1, s1, t1, P, zero)
                 cuda.syncthreads()
                 for e in range(tid, Cw * P, T):                   # alpha from the log-sum-exp
                     cw, q = e // P, e % P
@@ -282,7 +306,7 @@ def kernels(dtype):
                         for o in range(Rh):
                             a += W2[cw, o] * sh[U1 + o * P + q]
                         al = math.exp(a - sh[LSE + e])
-                        src = tap_index(l0 + q, j, L, H, W, Wo, K, stride, padding, dilation, reflect)
+                        src = tap_index(l0 + q, j, geo)
                         for c in range(cw, V, Cw):              # dL/dalpha_j, aggregation backward
                             g += sh[GY + c * P + q] * x3[n, c, src]
                     sh[AL + e], sh[GA + e] = al, al * (g - sh[DOT + e])   # softmax backward
@@ -291,7 +315,7 @@ def kernels(dtype):
                     for e in range(tid, V * P, T):                # beta's gradient
                         c, q = e // P, e % P
                         if q < nv:
-                            src = tap_index(l0 + q, j, L, H, W, Wo, K, stride, padding, dilation, reflect)
+                            src = tap_index(l0 + q, j, geo)
                             cuda.atomic.add(gx3, (n, c, src), sh[AL + (c % Cw) * P + q] * sh[GY + e])
                     for cw in range(tid, Cw, T):
                         s = 0.0
@@ -299,13 +323,7 @@ def kernels(dtype):
                             s += sh[GA + cw * P + q]
                         gb2[b, cw] += s
                     outer_sums(sh, GA, U1, Cw, Rh, P, gW2)
-                for e in range(tid, Rh * P, T):                   # back through W2 and the ReLU
-                    o, q = e // P, e % P
-                    g = zero
-                    if sh[U1 + e] > zero:
-                        for cw in range(Cw):
-                            g += W2[cw, o] * sh[GA + cw * P + q]
-                    sh[G1 + e] = g
+                back_through_map(sh, GA, U1, G1, W2, P, zero)     # back through W2 and the ReLU
                 cuda.syncthreads()
                 if stage <= 1:
                     norm_sums(sh, G1, Z1, Rh, P, mean1, istd1, acc, 0)
@@ -321,13 +339,7 @@ def kernels(dtype):
                         g = s1[o] * (sh[G1 + e] - (sums[0, o] + xhat * sums[1, o])) if q < nv else zero
                     sh[G1 + e] = g
                 cuda.syncthreads()
-                for e in range(tid, C0 * P, T):                   # back through W1 and the ReLU
-                    c, q = e // P, e % P
-                    g = zero
-                    if sh[U0 + e] > zero:
-                        for o in range(Rh):
-                            g += W1[o, c] * sh[G1 + o * P + q]
-                    sh[G0 + e] = g
+                back_through_map(sh, G1, U0, G0, W1, P, zero)     # back through W1 and the ReLU
                 cuda.syncthreads()
                 if stage != 3:
                     outer_sums(sh, G1, U0, Rh, C0, P, gW1)
@@ -342,8 +354,8 @@ def kernels(dtype):
                         if training:
                             xhat = (sh[Z0 + e] - mean0[c]) * istd0[c]
                             g = s0[c] * (sh[G0 + e] - (sums[2, c] + xhat * sums[3, c]))
-                        centre = tap_index(l0 + q, jc, L, H, W, Wo, K, stride, padding, dilation, reflect)
-                        src = tap_index(l0 + q, j, L, H, W, Wo, K, stride, padding, dilation, reflect)
+                        centre = tap_index(l0 + q, jc, geo)
+                        src = tap_index(l0 + q, j, geo)
                         if c < R:
                             cuda.atomic.add(gx1, (n, c, centre), g)
                             cuda.atomic.add(gx2, (n, c, src), -sign * g)
