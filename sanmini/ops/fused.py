@@ -118,6 +118,9 @@ class _Cuda:
         extra = [torch.zeros(blocks, *shape, dtype=torch.float64, device=device) for shape in extra]
         shared = self.f.layout(backward, *shapes, tile)["total"] * self.itemsize
         tensors = [*tensors[:-2], acc, *extra, *tensors[-2:]] if not backward else [*tensors, acc, *extra]
+        # p and its gradient have no channels without a position encoding; the kernels never read
+        # them then, and a GPU array of no elements is handed over as one zero plane instead
+        tensors = [t if t.numel() else t.new_zeros([max(d, 1) for d in t.shape]) for t in tensors]
         self.run(kernel, blocks, self.f.THREADS, tensors, (*stage, *self.geometry, tile, self.zero), shared)
         return [t.sum(0) for t in (acc, *extra)]
 

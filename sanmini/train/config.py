@@ -95,7 +95,8 @@ class TrainConfig:
     fused: bool = field(default=False, metadata=dict(
         help="compute each pairwise attention layer's weight branch and aggregation as one fused "
              "operator that never writes its (N, C, K*K, H*W) tensors (sanmini.ops.fused_pairwise: "
-             "subtraction and summation relations, on the CPU; pairwise SAN models only)"))
+             "subtraction and summation relations, Numba kernels on a CPU, Numba CUDA ones on a "
+             "GPU; pairwise SAN models only)"))
     seed: int = field(default=0, metadata=dict(help="seed of model initialisation, shuffling and augmentation"))
     out: str | None = field(default=None, metadata=dict(metavar="DIR",
         help="output folder for last.pt, best.pt, log.csv, config.yaml (default runs/MODEL)"))
