@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from sanmini import create
+from sanmini.nn.recompute import recompute
 from sanmini.train import main
 
 
@@ -84,3 +85,38 @@ def test_compiled_recompute_gives_the_eager_outputs_gradients_and_statistics(nam
         torch.testing.assert_close(b.grad, a.grad, rtol=1e-9, atol=1e-10, msg=key)
     for (key, a), b in zip(eager.named_buffers(), twin.buffers()):
         torch.testing.assert_close(b, a, rtol=1e-12, atol=1e-12, msg=key)
+
+
+class _Branch(torch.nn.Module):
+    """A 1x1 convolution and a batch norm recomputed in the backward, as a SAN layer's weight branch."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv, self.bn = torch.nn.Conv2d(3, 4, 1), torch.nn.BatchNorm2d(4)
+
+    def branch(self, x):
+        return self.bn(self.conv(x)).relu()
+
+    def forward(self, x):
+        return recompute(self, self.branch, x).square().sum()
+
+
+def test_compiled_recompute_updates_the_running_statistics_once_per_step():
+    """Two training steps, compiled, against the same module without recomputation. torch 2.5 and
+    2.6 replayed the region's buffer updates in the backward graph (the running mean moved 1.9
+    times as far, num_batches_tracked counted 2 per step); the region now updates stand-ins and
+    the buffers are written after it, once."""
+    torch._dynamo.reset()
+    torch.manual_seed(0)
+    eager = _Branch().double()
+    twin = copy.deepcopy(eager)
+    compiled = torch.compile(twin, fullgraph=True, backend="aot_eager")
+    owned = [b.data_ptr() for b in twin.buffers()]
+    for step in range(2):
+        x = torch.randn(2, 3, 5, 5, dtype=torch.float64)
+        eager.bn(eager.conv(x))                      # the update once, in eager mode
+        compiled(x).backward()
+    for (key, a), b in zip(eager.named_buffers(), twin.buffers()):
+        torch.testing.assert_close(b, a, rtol=1e-12, atol=1e-12, msg=key)
+    assert [b.data_ptr() for b in twin.buffers()] == owned      # the module keeps its own buffers
+    assert twin.bn.num_batches_tracked.item() == 2

@@ -21,7 +21,7 @@ from sklearn.datasets import load_digits
 from torchvision.datasets import ImageFolder
 
 from sanmini.data import (IMAGENET_MEAN, IMAGENET_STD, check_image_folder, check_images, digits, download_imagenette,
-                          eval_transform, image_folder, noisy_crops, photo, photo_crops,
+                          eval_transform, image_folder, noisy_crops, photo, photo_crops, read_image,
                           save_image_folder, train_transform)
 
 MEAN = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
@@ -322,3 +322,78 @@ def test_the_data_command_prints_one_line_for_a_user_error(tmp_path, capsys):
     assert len(lines) == 1 and lines[0].startswith("sanmini.data: error: ") and str(blocked) in lines[0]
     with pytest.raises(OSError):
         cli(["digits", str(blocked / "digits"), "--debug"])
+
+
+# --- every mode PIL opens, read as 8-bit RGB (issue 31: 16-bit images were clipped at 255) --------
+
+def _pixels(shape, high, dtype, seed=0):
+    return np.random.default_rng(seed).integers(0, high + 1, shape).astype(dtype)
+
+
+def _case(mode):
+    """(image to save, file suffix, the (H, W, 3) uint8 pixels read_image must give), computed from
+    the pixels in numpy, not by PIL's conversions."""
+    size = (6, 7)
+    if mode == "1":
+        bits = _pixels(size, 1, bool)
+        return Image.fromarray(bits), ".png", np.repeat(bits[..., None] * np.uint8(255), 3, axis=2)
+    if mode in ("L", "LA", "RGB", "RGBA"):
+        channels = len(mode)
+        pixels = _pixels((*size, channels), 255, np.uint8)
+        image = Image.merge(mode, [Image.fromarray(pixels[..., c]) for c in range(channels)])
+        grey = np.repeat(pixels[..., :1], 3, axis=2)
+        return image, ".png", grey if mode in ("L", "LA") else pixels[..., :3]
+    if mode == "P":
+        index, palette = _pixels(size, 15, np.uint8), _pixels((256, 3), 255, np.uint8, seed=1)
+        image = Image.frombytes("P", size[::-1], index.tobytes())
+        image.putpalette(palette.ravel().tolist())
+        return image, ".png", palette[index]
+    if mode == "CMYK":
+        cmyk = _pixels((*size, 4), 255, np.uint8)
+        image = Image.frombytes("CMYK", size[::-1], cmyk.tobytes())
+        k = 255 - cmyk[..., 3:].astype(np.float64)
+        return image, ".tif", np.rint((255 - cmyk[..., :3]) * k / 255).astype(np.uint8)
+    if mode in ("I;16", "I"):
+        values = _pixels(size, 65535, np.uint16)
+        values.flat[:2] = (0, 65535)                                  # both ends of the range
+        image = Image.fromarray(values) if mode == "I;16" else Image.fromarray(values.astype(np.int32))
+        grey = np.rint(values / 257).astype(np.uint8)
+        return image, ".png" if mode == "I;16" else ".tif", np.repeat(grey[..., None], 3, axis=2)
+    raise AssertionError(mode)
+
+
+@pytest.mark.parametrize("mode", ["1", "L", "LA", "P", "RGB", "RGBA", "CMYK", "I;16", "I"])
+def test_read_image_reads_every_mode_as_8_bit_rgb(tmp_path, mode):
+    image, suffix, expected = _case(mode)
+    path = tmp_path / f"image{suffix}"
+    image.save(path)
+    assert Image.open(path).mode == mode                              # the file really has that mode
+    got = read_image(str(path))
+    assert got.mode == "RGB"
+    np.testing.assert_allclose(np.asarray(got, dtype=np.int64), expected, rtol=0, atol=1 if mode == "CMYK" else 0)
+
+
+def test_sixteen_bit_pixels_are_scaled_not_clipped(tmp_path):
+    # A random 16-bit image: PIL's convert("RGB") clips all but 1/256 of its pixels to 255.
+    values = _pixels((64, 64), 65535, np.uint16)
+    Image.fromarray(values).save(tmp_path / "deep.png")
+    got = np.asarray(read_image(str(tmp_path / "deep.png")))[..., 0]
+    assert (got == 255).mean() < 0.01
+    np.testing.assert_array_equal(got, np.rint(values / 257))
+
+
+def test_images_of_unknown_range_are_refused_naming_the_file(tmp_path):
+    floats = tmp_path / "float.tif"
+    Image.fromarray(np.random.default_rng(0).random((5, 5)).astype(np.float32)).save(floats)
+    assert Image.open(floats).mode == "F"
+    with pytest.raises(ValueError, match=f"cannot read the image {floats}: its pixels are floating-point "
+                                         f"numbers \\(mode F\\)"):
+        read_image(str(floats))
+    with pytest.raises(ValueError, match=f"1 of 1 image files cannot be read as images: {floats} "
+                                         f"\\(floating-point pixels \\(mode F\\)"):
+        check_images([floats])                                        # found from the header
+    wide = tmp_path / "wide.tif"
+    Image.fromarray(np.array([[0, 70000]], dtype=np.int32)).save(wide)
+    with pytest.raises(ValueError, match=f"cannot read the image {wide}: its mode I pixels run from 0 to 70000, "
+                                         f"outside the 16-bit range"):
+        read_image(str(wide))

@@ -295,8 +295,13 @@ def test_gamma_depth_is_layers_steps_of_bn_relu_conv(layers):
 
 
 def test_gamma_default_depth_is_the_released_layout():
-    assert [type(m).__name__ for m in gamma(6, 4, 3)] == \
-        ["BatchNorm2d", "ReLU", "Conv2d", "BatchNorm2d", "ReLU", "Conv2d"]
+    g = gamma(6, 4, 3)
+    assert [type(m).__name__ for m in g] == ["BatchNorm2d", "ReLU", "Pointwise", "BatchNorm2d", "ReLU", "Pointwise"]
+    assert all(isinstance(g[k], torch.nn.Conv2d) and g[k].kernel_size == (1, 1) for k in (2, 5))
+    # The reference implementation's conv_w keys and shapes, so that released weights load.
+    assert {k: tuple(v.shape) for k, v in g.state_dict().items() if "running" not in k and "num_batches" not in k} == \
+        {"0.weight": (6,), "0.bias": (6,), "2.weight": (4, 6, 1, 1), "3.weight": (4,), "3.bias": (4,),
+         "5.weight": (3, 4, 1, 1), "5.bias": (3,)}
 
 
 def test_shared_phi_psi_is_one_map_and_computes_phi_against_phi():
@@ -331,3 +336,33 @@ def test_ablation_options_reach_the_models_and_default_to_the_released_ones():
 def test_ablation_option_errors(kwargs, message):
     with pytest.raises((ValueError, TypeError), match=message):
         PairwiseAttention(16, 4, 16, share_planes=4, **kwargs)
+
+
+# --- issue 31: booleans must be booleans; a single image gets one named line ----------------------
+
+@pytest.mark.parametrize("make, name", [
+    (lambda v: PairwiseAttention(C, 2, 8, share_planes=4, kernel_size=K, fused=v), "fused"),
+    (lambda v: PairwiseAttention(C, 2, 8, share_planes=4, kernel_size=K, recompute=v), "recompute"),
+    (lambda v: PairwiseAttention(C, 2, 8, share_planes=4, kernel_size=K, position_encoding=v), "position_encoding"),
+    (lambda v: PatchwiseAttention(C, 2, 8, share_planes=4, kernel_size=K, recompute=v), "recompute"),
+    (lambda v: sanmini.models.create("san10_pairwise", num_classes=3, width=16, share_planes=4, fused=v), "fused"),
+])
+@pytest.mark.parametrize("value", ["yes", "no", 1, None])
+def test_flags_must_be_booleans(make, name, value):
+    with pytest.raises(TypeError, match=f"{name} must be True or False, got {value!r}"):
+        make(value)
+
+
+@pytest.mark.parametrize("make", [
+    lambda: PairwiseAttention(C, 2, 8, share_planes=4, kernel_size=K),
+    lambda: PatchwiseAttention(C, 2, 8, share_planes=4, kernel_size=K),
+    lambda: sanmini.nn.FixedAggregation(C, 8, share_planes=4, kernel_size=K),
+])
+def test_attention_layers_name_an_input_that_is_no_batch(make):
+    layer = make()
+    with pytest.raises(ValueError, match=rf"x must have shape \(N, {C}, H, W\), got \({C}, {H}, {W}\) "
+                                         r"\(one image\? add the batch dimension: x\[None\]\)"):
+        layer(torch.randn(C, H, W))
+    with pytest.raises(ValueError, match=rf"x must have shape \(N, {C}, H, W\), got \(1, 3, {H}, {W}\)$"):
+        layer(torch.randn(1, 3, H, W))
+    assert layer(torch.randn(1, C, H, W)).shape == (1, 8, H, W)

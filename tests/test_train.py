@@ -519,3 +519,55 @@ def test_fused_flag_reaches_every_pairwise_layer_and_trains(folder, tmp_path):
     assert {m.sam.fused for m in result["model"].modules() if hasattr(m, "sam")} == {True}
     rows = read_log(tmp_path / "fused" / "log.csv")
     assert rows and math.isfinite(float(rows[-1]["train_loss"]))
+
+
+# --- issue 31: a worker's error in one line; one class refused before the model is built ---------
+
+def test_an_unreadable_image_in_a_worker_gives_the_one_line_of_workers_0(folder, tmp_path, capsys):
+    from sanmini.train.__main__ import cli
+    broken = tmp_path / "broken"
+    shutil.copytree(folder, broken)
+    bad = broken / "train" / "banana" / "1.JPEG"
+    bad.write_bytes(b"\xff\xd8 not really a JPEG")
+    lines = {}
+    for workers in ("0", "2"):
+        argv = [str(broken), *TINY, "--epochs", "1", "--no-check-images", "--workers", workers,
+                "--out", str(tmp_path / f"run{workers}")]
+        capsys.readouterr()
+        assert cli(argv) == 2
+        lines[workers] = capsys.readouterr().err.strip().splitlines()
+    assert len(lines["2"]) == 1 and lines["2"] == lines["0"]
+    assert lines["2"][0].startswith(f"sanmini.train: error: cannot read the image {bad}: ")
+
+
+def test_worker_message_is_the_workers_own():
+    from sanmini.train.engine import batches, worker_message
+
+    class Broken(torch.utils.data.Dataset):
+        def __len__(self):
+            return 4
+
+        def __getitem__(self, i):
+            if i == 2:
+                try:
+                    raise KeyError("inner")
+                except KeyError as err:
+                    raise ValueError(f"item {i} is broken") from err       # a chained exception
+            return torch.zeros(1)
+
+    loader = torch.utils.data.DataLoader(Broken(), batch_size=1, num_workers=1)
+    with pytest.raises(ValueError) as wrapped:
+        list(loader)
+    assert "Original Traceback" in str(wrapped.value) and worker_message(wrapped.value) == "item 2 is broken"
+    with pytest.raises(ValueError) as unwrapped:
+        list(batches(loader))
+    assert str(unwrapped.value) == "item 2 is broken"
+    assert worker_message(ValueError("a plain error")) is None
+
+
+def test_one_class_with_label_smoothing_is_refused_before_the_model_is_built(tmp_path, monkeypatch):
+    one = write_class_folders(tmp_path / "one", ("only",), {"train": 2, "val": 1})
+    monkeypatch.setattr(run_module, "build_model", lambda *a: pytest.fail("the model was built"))
+    with pytest.raises(ValueError, match=r"--label-smoothing 0.1 spreads eps over the other classes, but "
+                                         r".*train has 1 class folder: give --label-smoothing 0"):
+        main([str(one), *TINY, "--epochs", "1", "--out", str(tmp_path / "run")])

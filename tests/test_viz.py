@@ -117,6 +117,13 @@ def test_live_widget_builds():
     assert list(dropdown.options) == ["attention", "conv"]
 
 
+def test_a_live_explorer_of_one_model_names_it_instead_of_a_menu_of_one():
+    box = AttentionExplorer(torch.rand(3, 6, 5), {"only": torch.rand(1, 9, 6, 5)}).widget()
+    label, hidden = box.children[0].children[:2]
+    assert type(label).__name__ == "Label" and label.value == "model: only"
+    assert hidden.layout.display == "none" and hidden.value == "only"
+
+
 # --- the figure chooser ---------------------------------------------------------------------------
 
 def _figures():
@@ -253,3 +260,157 @@ def test_faceted_explorer_errors_and_normalisation():
     levels = np.frombuffer(__import__("base64").b64decode(data["variants"][0]["weights"]), np.uint8)
     w = np.abs(ex.variants["sum, on, 7"]).ravel()
     np.testing.assert_allclose(levels / 255, w / w.max(), atol=1 / 255)   # one scale for the whole image
+
+
+# --- issue 31: fused layers' weights, every bad input named, .show() outside Jupyter -------------
+
+@pytest.mark.parametrize("train", [False, True])
+def test_weights_of_a_fused_layer_are_the_plain_layers(train):
+    pytest.importorskip("numba", reason="the fused layer's CPU kernels need numba (make setup installs it)")
+    torch.manual_seed(0)
+    plain = PairwiseAttention(6, 2, 8, share_planes=4, kernel_size=3).double()
+    with torch.no_grad():
+        for bn in (plain.conv_w[0], plain.conv_w[3]):
+            bn.running_mean.uniform_(-0.3, 0.3)
+            bn.running_var.uniform_(0.5, 2.0)
+    fused = PairwiseAttention(6, 2, 8, share_planes=4, kernel_size=3, fused=True).double()
+    fused.load_state_dict(plain.state_dict())
+    x = torch.randn(2, 6, 7, 5, dtype=torch.float64)
+    want = aggregation_weights(plain.train(train), x)
+    got = aggregation_weights(fused.train(train), x)
+    assert got.shape == (2, 2, 9, 7, 5)
+    torch.testing.assert_close(got, want, rtol=0, atol=1e-12)
+    # the model ran once, as the plain one did: its running statistics moved once (in training)
+    for (name, a), (_, b) in zip(plain.named_buffers(), fused.named_buffers()):
+        torch.testing.assert_close(b, a, rtol=0, atol=1e-12, msg=name)
+
+
+def test_weights_name_a_layer_that_is_missing_or_not_run():
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 1), PairwiseAttention(8, 2, 8, share_planes=4, kernel_size=3))
+    with pytest.raises(ValueError, match=r"layer must name a submodule of the model, e.g. one of \['1'\], got '2'"):
+        aggregation_weights(model, torch.randn(1, 3, 5, 5), "2")
+
+
+    class OneOfTwo(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.used, self.unused = (PairwiseAttention(3, 2, 8, share_planes=4, kernel_size=3) for _ in "ab")
+
+        def forward(self, x):
+            return self.used(x)
+
+    with pytest.raises(ValueError, match="the model did not run 'unused' on x: name a layer its forward calls"):
+        aggregation_weights(OneOfTwo(), torch.randn(1, 3, 5, 5), "unused")
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(variants={"a": torch.full((1, 9, 6, 5), float("nan"))}),
+     r"variants\['a'\] must hold finite weights, got 270 NaN or infinite values"),
+    (dict(variants={"a": torch.rand(1, 9, 6, 5).index_fill(3, torch.tensor([0]), float("inf"))}),
+     r"variants\['a'\] must hold finite weights, got 54 NaN or infinite"),
+    (dict(variants={"a": torch.rand(0, 9, 6, 5)}), r"variants\['a'\] must have shape"),
+    (dict(variants=[torch.rand(1, 9, 6, 5)]), r"variants must be a dict .* got list"),
+    (dict(variants={}), r"variants must be a dict .* got an empty dict"),
+    (dict(scale=0), r"scale \(screen pixels per image pixel\) must be an int from 1 to 64, got 0"),
+    (dict(scale=-2), r"must be an int from 1 to 64, got -2"),
+    (dict(scale="8"), r"must be an int from 1 to 64, got '8'"),
+    (dict(scale=True), r"must be an int from 1 to 64, got True"),
+    (dict(scale=2.5), r"must be an int from 1 to 64, got 2.5"),
+    (dict(caption=None), r"caption must be a str, got NoneType"),
+])
+def test_explorer_names_bad_weights_and_settings(kwargs, message):
+    kwargs = {"variants": {"a": torch.rand(1, 9, 6, 5)}, **kwargs}
+    with pytest.raises(ValueError, match=message):
+        AttentionExplorer(torch.rand(3, 6, 5), **kwargs)
+
+
+def test_a_large_explorer_warns_with_the_size_of_its_page():
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")                 # a page of a few kB: no warning
+        AttentionExplorer(torch.rand(3, 32, 32), {"a": torch.rand(1, 9, 32, 32)})
+    side = 1024
+    with pytest.warns(UserWarning, match=r"this AttentionExplorer's page embeds 16\.8 MB of image and "
+                                         r"weights \(more than 8 MB\)"):
+        big = AttentionExplorer(torch.rand(3, side, side), {"a": torch.rand(1, 9, side, side)})
+    assert abs(len(big.to_html()) / 16.8e6 - 1) < 0.01     # the size said is the page's
+
+
+@pytest.mark.parametrize("call, error, message", [
+    (lambda p: p.output_shape(3, 0, 1, 1), ValueError, r"stride must be at least 1, got 0"),
+    (lambda p: p.output_shape(0, 1, 1, 1), ValueError, r"K must be at least 1, got 0"),
+    (lambda p: p.output_shape(3, 1, -1, 1), ValueError, r"padding must be at least 0, got -1"),
+    (lambda p: p.output_shape(3, 1, 1, 0), ValueError, r"dilation must be at least 1, got 0"),
+    (lambda p: p.output_shape("3", 1, 1, 1), TypeError, r"K must be an int, got '3'"),
+    (lambda p: p.footprint(0, 0, 3, 0, 1, 1), ValueError, r"stride must be at least 1, got 0"),
+    (lambda p: p.footprint(8, 0, 3, 1, 1, 1), ValueError, r"ho must be an output pixel, 0 to 7 \(the output is 8 x 8\), got 8"),
+    (lambda p: p.footprint(0, -1, 3, 1, 1, 1), ValueError, r"wo must be at least 0, got -1"),
+    (lambda p: p.footprint(0, 0, 9, 1, 0, 1), ValueError, r"the footprint does not fit: .* gives an output of 0 x 0"),
+])
+def test_footprint_playground_names_bad_settings(call, error, message):
+    from sanmini.viz import FootprintPlayground
+    with pytest.raises(error, match=message):
+        call(FootprintPlayground(torch.rand(3, 8, 8)))
+    with pytest.raises(ValueError, match=r"scale .* must be an int from 1 to 64, got 0"):
+        FootprintPlayground(torch.rand(3, 8, 8), scale=0)
+
+
+def test_show_outside_jupyter_says_where_it_displays(capsys, tmp_path):
+    ex = _explorer()
+    assert ex.show() is None
+    out, err = capsys.readouterr()
+    assert out == "" and err.count("\n") == 1
+    assert "AttentionExplorer.show() displays in a Jupyter notebook" in err and ".save('attentionexplorer.html')" in err
+    path = ex.save(tmp_path / "explorer.html")
+    page = path.read_text(encoding="utf-8")
+    assert page.startswith("<!DOCTYPE html>") and ex.to_html() in page
+
+
+def test_show_in_a_kernel_displays_the_page(monkeypatch):
+    import IPython
+    import IPython.display
+    shown = []
+    monkeypatch.setattr(IPython, "get_ipython", lambda: type("Shell", (), {"kernel": object()})())
+    monkeypatch.setattr(IPython.display, "display", shown.append)
+    monkeypatch.setenv("SANMINI_STATIC_HTML", "1")
+    ex = _explorer()
+    ex.show()
+    assert shown == [ex]
+
+
+def test_explorer_footprint_and_weight_variation_refuse_what_they_would_misread():
+    ex = _explorer()
+    for row, col, message in ((-1, 0, r"row must be an int from 0 to 5, got -1"), (0, 5, r"col must be an int from 0 to 4, got 5"),
+                              (1.0, 0, r"row must be an int from 0 to 5, got 1.0")):
+        with pytest.raises(ValueError, match=message):
+            ex.footprint("attention", row, col)
+    with pytest.raises(ValueError, match=r"name must be one of \['attention', 'conv'\], got 'other'"):
+        ex.footprint("other", 0, 0)
+    with pytest.raises(ValueError, match=r"weights must be a floating-point tensor \(Cw, K\*K, H, W\) .* got \(1, 2, 9, 6, 5\)"):
+        weight_variation(torch.rand(1, 2, 9, 6, 5))                 # the batch dimension left on
+
+
+# --- issue 30: signed weights are drawn with their sign ------------------------------------------
+
+def test_explorer_draws_signed_weights_with_their_sign_and_positive_ones_from_zero():
+    gen = torch.Generator().manual_seed(0)
+    kernel = torch.tensor([-1.0, 0.0, 1.0] * 3).view(1, 9, 1, 1).expand(1, 9, 4, 5)   # a (-1, 0, 1) edge kernel
+    softmax = torch.rand(2, 9, 4, 5, generator=gen).softmax(dim=1)
+    ex = AttentionExplorer(torch.rand(3, 4, 5, generator=gen), {"edge": kernel, "softmax": softmax})
+    assert ex.signed("edge") and not ex.signed("softmax")
+    with pytest.raises(ValueError, match="name must be one of \\['edge', 'softmax'\\], got 'x'"):
+        ex.signed("x")
+    data = json.loads(re.search(r'class="sx-data">(.*?)</script>', ex.to_html(), re.S).group(1))
+    edge, soft = data["variants"]
+    assert edge["signed"] is True and soft["signed"] is False
+    levels = np.frombuffer(__import__("base64").b64decode(edge["weights"]), np.uint8).reshape(1, 9, 20)
+    # -1, 0, 1 relative to the largest size: the two ends of the diverging scale and its middle
+    np.testing.assert_array_equal(levels[0, :3, 0], [0, 128, 255])
+    decoded = levels / 127.5 - 1                                     # what the page's weight() reads
+    np.testing.assert_allclose(decoded[0, :, 0], kernel[0, :, 0, 0].numpy(), atol=1 / 127.5)
+    soft_levels = np.frombuffer(__import__("base64").b64decode(soft["weights"]), np.uint8).reshape(2, 9, 20)
+    w = softmax.reshape(2, 9, 20).numpy()
+    np.testing.assert_allclose(soft_levels / 255, w / w.max(axis=1, keepdims=True), atol=1 / 255)
+    page = ex.to_html()
+    assert "RdBu_r" in page and "v.signed ? b / 127.5 - 1" in page   # the page decodes the sign
+    assert torch.equal(kernel, torch.tensor([-1.0, 0.0, 1.0] * 3).view(1, 9, 1, 1).expand(1, 9, 4, 5))  # untouched

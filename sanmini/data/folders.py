@@ -80,11 +80,41 @@ def check_image_folder(root, splits=SPLITS) -> list[str]:
     return classes[first]
 
 
+SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")   # what PIL opens 16-bit PNG, TIFF, PGM as
+
+
+def _to_rgb(image: Image.Image, path) -> Image.Image:
+    """An opened image -> 8-bit RGB. PIL's ``convert("RGB")`` clips integer pixels of more than 8
+    bits at 255 (a 16-bit image turns almost white), so those are scaled to 0-255 here first."""
+    if image.mode in SIXTEEN_BIT_MODES:
+        pixels = np.asarray(image, dtype=np.int64)
+        low, high = (int(pixels.min()), int(pixels.max())) if pixels.size else (0, 0)
+        if low < 0 or high > 65535:
+            raise ValueError(f"cannot read the image {path}: its mode {image.mode} pixels run from {low} to "
+                             f"{high}, outside the 16-bit range 0..65535 it is read in; save it as 8 or 16 bit")
+        return Image.fromarray(np.rint(pixels / 257).astype(np.uint8)).convert("RGB")   # L -> RGB
+    if image.mode == "F":
+        raise ValueError(f"cannot read the image {path}: its pixels are floating-point numbers (mode F), "
+                         f"which have no fixed range to scale to 0-255; save it as 8 or 16 bit")
+    try:
+        return image.convert("RGB")
+    except ValueError as err:        # a mode PIL opens but cannot convert
+        raise ValueError(f"cannot read the image {path}: PIL cannot convert its mode {image.mode} to RGB "
+                         f"({err})") from err
+
+
 def read_image(path: str) -> Image.Image:
-    """Open an image as RGB; an unreadable or truncated file raises a ValueError naming it."""
+    """Open an image as 8-bit RGB; an unreadable or truncated file raises a ValueError naming it.
+
+    Every mode PIL opens is read: 1, L, LA, P, RGB, RGBA, CMYK and the rest through PIL's
+    ``convert("RGB")`` (alpha dropped); 16-bit greyscale (modes I;16 and I, as PIL opens 16-bit
+    PNG, TIFF and PGM files) scaled from 0..65535 to 0..255 (``round(v / 257)``), where
+    ``convert`` would clip every value above 255. Refused, naming the file: floating-point pixels
+    (mode F), whose range is unknown, and mode I pixels outside 0..65535.
+    """
     try:
         with open(path, "rb") as f:
-            return Image.open(f).convert("RGB")
+            return _to_rgb(Image.open(f), path)
     except OSError as err:   # PIL.UnidentifiedImageError and truncated files are OSErrors
         raise ValueError(f"cannot read the image {path}: {err}") from err
 
@@ -94,6 +124,8 @@ def _header_error(path: str) -> str | None:
     try:
         with Image.open(path) as image:                          # reads the header, decodes nothing
             image.size
+            if image.mode == "F":                                # read_image refuses it: say so now
+                return "floating-point pixels (mode F), which have no fixed range to scale to 0-255"
     except Exception as err:                                     # noqa: BLE001 - any reason is reported
         return f"{type(err).__name__}: {err}"
     return None

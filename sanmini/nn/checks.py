@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import torch
+
 
 def check_int(name: str, value, minimum: int = 1) -> int:
     """``value`` must be an int (not a bool, float or string) of at least ``minimum``."""
@@ -25,3 +27,20 @@ def check_choice(name: str, value, choices) -> str:
     if value not in choices:
         raise ValueError(f"{name} must be one of {tuple(choices)}, got {value!r}")
     return value
+
+
+def check_bool(name: str, value) -> bool:
+    """``value`` must be True or False: a string such as ``"no"`` would otherwise count as true."""
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be True or False, got {value!r} ({type(value).__name__})")
+    return value
+
+
+def check_input(x, channels: int, name: str = "x") -> None:
+    """A layer's input must be a batch of images (N, channels, H, W), checked at the forward so that a
+    single image (C, H, W) gets this line rather than an error from deep inside an operator."""
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor (N, {channels}, H, W), got {type(x).__name__}")
+    if x.dim() != 4 or x.shape[1] != channels:
+        hint = " (one image? add the batch dimension: x[None])" if x.dim() == 3 and x.shape[0] == channels else ""
+        raise ValueError(f"{name} must have shape (N, {channels}, H, W), got {tuple(x.shape)}{hint}")

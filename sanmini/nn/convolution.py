@@ -13,6 +13,7 @@ from torch import nn
 
 from ..ops import output_size
 from .operators import Aggregation
+from .checks import check_input
 from .pairwise import check_footprint
 
 
@@ -31,6 +32,7 @@ class FixedAggregation(nn.Module):
                                        pad_mode=pad_mode, backend=backend)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_input(x, self.conv3.in_channels)
         value = self.conv3(x)
         agg = self.aggregation
         ho, wo = (output_size(s, agg.kernel_size, agg.stride, agg.padding, agg.dilation)

@@ -40,7 +40,7 @@ import torch
 from torch import nn
 
 from ..ops.fused import FUSED_RELATIONS, fused_pairwise
-from .checks import check_int
+from .checks import check_bool, check_input, check_int
 from .gamma import gamma
 from .operators import Aggregation, Subtraction, Subtraction2, Unfold
 from .position import position_grid
@@ -79,6 +79,10 @@ class PairwiseAttention(nn.Module):
     same outputs, gradients and running statistics as the plain layer. For the subtraction and
     summation relations and gamma of two layers. Its kernels follow ``backend``: ``"cpu"`` or
     ``"cuda"`` choose them; ``"auto"`` and ``"torch"`` let the tensors' device choose.
+
+    Refused when the layer is built: sizes that are not positive ints, an even ``kernel_size``,
+    ``position_encoding``, ``recompute`` or ``fused`` that is not a bool (``"no"`` would count as
+    true). At the forward: an input that is not (N, in_planes, H, W), e.g. a single image (C, H, W).
     """
 
     def __init__(self, in_planes: int, rel_planes: int, out_planes: int, share_planes: int = 8,
@@ -95,6 +99,8 @@ class PairwiseAttention(nn.Module):
         check_footprint(kernel_size, out_planes, share_planes)
         check_int("in_planes", in_planes)
         check_int("rel_planes", rel_planes)
+        for name, flag in (("position_encoding", position_encoding), ("recompute", recompute), ("fused", fused)):
+            check_bool(name, flag)
         if fused:
             if relation not in FUSED_RELATIONS:
                 raise ValueError(f"fused=True computes the relations {tuple(FUSED_RELATIONS)}, got "
@@ -150,6 +156,7 @@ class PairwiseAttention(nn.Module):
         return self.conv_w(rel).softmax(dim=2)                      # (N, out/share, K*K, L)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_input(x, self.conv1.in_channels)
         x1, x2, x3 = self.conv1(x), self.conv2(x), self.conv3(x)
         if self.fused:
             p = self.encoded_positions(x) if self.position_encoding else None

@@ -24,7 +24,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .checks import check_int
+from .checks import check_bool, check_input, check_int
 from .gamma import gamma
 from .operators import Aggregation, Unfold
 from .pairwise import check_footprint
@@ -42,6 +42,9 @@ class PatchwiseAttention(nn.Module):
     footprints (N, R, K*K, L), the relation, gamma's intermediates): less memory for one more
     forward of the branch, with the same outputs, gradients and batch-norm running statistics
     (:mod:`.recompute`). No effect under ``torch.no_grad`` or in inference.
+
+    Refused when the layer is built: sizes that are not positive ints, an even ``kernel_size``,
+    ``recompute`` that is not a bool. At the forward: an input that is not (N, in_planes, H, W).
     """
 
     def __init__(self, in_planes: int, rel_planes: int, out_planes: int, share_planes: int = 8,
@@ -55,6 +58,7 @@ class PatchwiseAttention(nn.Module):
         check_footprint(kernel_size, out_planes, share_planes)
         check_int("in_planes", in_planes)
         check_int("rel_planes", rel_planes)
+        check_bool("recompute", recompute)
         self.relation, self.taps, self.recompute = relation, kernel_size * kernel_size, recompute
         self.conv1 = nn.Conv2d(in_planes, rel_planes, kernel_size=1)      # phi
         self.conv2 = nn.Conv2d(in_planes, rel_planes, kernel_size=1)      # psi
@@ -87,6 +91,7 @@ class PatchwiseAttention(nn.Module):
         return alpha.view(x1.shape[0], -1, self.taps, alpha.shape[-1])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_input(x, self.conv1.in_channels)
         x1, x2, x3 = self.conv1(x), self.conv2(x), self.conv3(x)
         if self.recompute and recording(self, x1, x2):
             alpha = recompute_branch(self, self.weights, x1, x2)

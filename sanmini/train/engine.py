@@ -11,6 +11,7 @@ them over processes once at the end, and return plain numbers::
 from __future__ import annotations
 
 import math
+import re
 import sys
 import time
 
@@ -42,6 +43,43 @@ def peak_memory_mib(device: torch.device) -> float:
     return peak / 2**20 if sys.platform == "darwin" else peak / 2**10   # bytes on macOS, KiB on Linux
 
 
+_WORKER_ERROR = re.compile(r"Caught \w+ in DataLoader worker process \d+\.\nOriginal Traceback")
+
+
+def worker_message(err: BaseException) -> str | None:
+    """The message of the exception a DataLoader worker raised, from the one the loader re-raises
+    in the main process (``Caught ValueError in DataLoader worker process 0. Original Traceback
+    ...`` and the worker's whole traceback); None for an exception that did not come from a worker."""
+    text = str(err)
+    if not _WORKER_ERROR.match(text):
+        return None
+    lines = text.rstrip("\n").splitlines()
+    # the worker's exception is the last line at the left margin that starts no traceback
+    start = max(i for i, line in enumerate(lines) if line[:1] not in ("", " ") and not line.startswith("Traceback"))
+    return re.sub(r"^[\w.]+: ", "", "\n".join(lines[start:]), count=1)
+
+
+def batches(loader):
+    """The batches of ``loader``; an error in a worker process (``--workers`` > 0) is raised as the
+    worker raised it, one line (e.g. ``cannot read the image PATH: ...``), as ``--workers 0`` gives."""
+    iterator = iter(loader)
+    while True:
+        try:
+            batch = next(iterator)
+        except StopIteration:
+            return
+        except Exception as err:                                  # noqa: BLE001 - re-raised
+            message = worker_message(err)
+            if message is None:
+                raise
+            try:
+                unwrapped = type(err)(message)
+            except Exception:                                     # noqa: BLE001 - an odd constructor
+                raise err from None
+            raise unwrapped from None
+        yield batch
+
+
 def _summarise(world: World, sums: torch.Tensor, start: float) -> dict:
     loss, top1, top5, images = all_sum(world, sums.tolist())
     seconds = all_max(world, time.perf_counter() - start)
@@ -66,7 +104,7 @@ def train_one_epoch(model, loader, criterion, optimizer, scheduler, scaler, worl
     sums = torch.zeros(4, dtype=torch.float64, device=device)   # loss * n, top-1, top-5, n
     start = time.perf_counter()
     bar = tqdm(loader, desc=desc, unit="batch", dynamic_ncols=True, disable=not (progress and world.is_main))
-    for i, (images, target) in enumerate(bar):
+    for i, (images, target) in enumerate(batches(bar)):
         images = images.to(device, non_blocking=True, memory_format=memory_format)
         target = target.to(device, non_blocking=True)
         with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
@@ -102,7 +140,7 @@ def evaluate(model, loader, world: World, amp_dtype: torch.dtype | None = None,
     start = time.perf_counter()
     bar = tqdm(loader, desc=desc, unit="batch", dynamic_ncols=True, leave=False,
                disable=not (progress and world.is_main))
-    for images, target in bar:
+    for images, target in batches(bar):
         images = images.to(device, non_blocking=True, memory_format=memory_format)
         target = target.to(device, non_blocking=True)
         with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):

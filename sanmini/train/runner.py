@@ -78,6 +78,15 @@ def resolve_num_classes(config: TrainConfig, classes: list[str], split: str) -> 
     return len(classes)
 
 
+def check_smoothing(config: TrainConfig, num_classes: int) -> None:
+    """The reference label smoothing spreads eps over the other classes: one class has none. Refused
+    before the model is built, rather than at the first step (:class:`.recipe.SmoothedCrossEntropy`)."""
+    if num_classes < 2 and config.label_smoothing > 0 and config.smoothing_style == "reference":
+        raise ValueError(f"--label-smoothing {config.label_smoothing} spreads eps over the other classes, but "
+                         f"{Path(config.data) / 'train'} has {num_classes} class folder: give "
+                         f"--label-smoothing 0, or at least two classes")
+
+
 def autocast_dtype(config: TrainConfig, world: World) -> torch.dtype | None:
     """``--amp``'s dtype, or None without ``--amp``. On a CPU without bfloat16 instructions torch
     converts bfloat16 in software, and a step under autocast to it takes several times as long as
@@ -163,6 +172,7 @@ def train(config: TrainConfig, world: World) -> dict:
     val_batch = per_process(config.val_batch_size or config.batch_size, world.size, "--val-batch-size")
     classes = check_image_folder(config.data)
     num_classes = resolve_num_classes(config, classes, "train")
+    check_smoothing(config, num_classes)
     resumed = ckpt.load(config.resume) if config.resume else None
     if resumed is not None:
         check_resumable(resumed, config, config.resume)

@@ -16,9 +16,12 @@ the other menus (the first such in the order given), and the other menus follow 
 (:func:`closest_variant`, which the page's JavaScript mirrors).
 
 In the page the box on the image is the footprint R(i) of the chosen pixel i, tinted by the weights;
-beside it are the footprint enlarged and, per weight channel group, |alpha| over the footprint
-(each normalised to its largest value); a convolution variant, if given as ``reference``, is drawn next to
-them for comparison: its weights are the same at every pixel.
+beside it are the footprint enlarged and, per weight channel group, alpha over the footprint
+(each normalised to its largest size). Weights that are never negative (a softmax's) are drawn on a
+sequential scale from 0; a variant with a negative weight anywhere (a learned kernel, patchwise
+weights, an effective filter) is drawn with its sign, on a diverging scale centred on zero (blue
+negative, white zero, red positive), as ``matplotlib``'s ``RdBu_r``. A convolution variant, if given
+as ``reference``, is drawn next to them for comparison: its weights are the same at every pixel.
 """
 from __future__ import annotations
 
@@ -26,6 +29,7 @@ import base64
 import hashlib
 import html
 import json
+import warnings
 
 import numpy as np
 import torch
@@ -83,6 +87,27 @@ def _b64(a: np.ndarray) -> str:
     return base64.b64encode(np.ascontiguousarray(a, dtype=np.uint8).tobytes()).decode("ascii")
 
 
+LARGE_PAGE_BYTES = 8_000_000     # a page embedding more than this warns: slow in a notebook or book
+
+
+def _check_scale(scale) -> None:
+    """``scale``, screen pixels per image pixel, must be an int from 1 to 64."""
+    if isinstance(scale, bool) or not isinstance(scale, (int, np.integer)) or not 1 <= scale <= 64:
+        raise ValueError(f"scale (screen pixels per image pixel) must be an int from 1 to 64, got {scale!r}")
+
+
+def embedded_bytes(*arrays: np.ndarray) -> int:
+    """The bytes the page embeds for these arrays, one byte per value, in base64."""
+    return sum(4 * -(-int(np.size(a)) // 3) for a in arrays)
+
+
+def _warn_if_large(name: str, size: int) -> None:
+    if size > LARGE_PAGE_BYTES:
+        warnings.warn(f"this {name}'s page embeds {size / 1e6:.1f} MB of image and weights (more than "
+                      f"{LARGE_PAGE_BYTES / 1e6:.0f} MB): slow to load in a notebook or book page; crop or "
+                      f"downsample the image, or give fewer variants", stacklevel=3)
+
+
 class AttentionExplorer(PageWidget):
     """An image and, per named variant, the aggregation weights at each of its pixels.
 
@@ -99,32 +124,48 @@ class AttentionExplorer(PageWidget):
             (e.g. ``{"relation": "summation", "position encoding": "on", "footprint": "7 x 7"}``):
             the page then has one menu per facet instead of one model menu, over the variants named
             here; a variant left out (e.g. the reference) is only drawn beside.
-        normalise: ``"footprint"`` (default) scales ``|alpha|`` to the largest value of each footprint,
-            which shows the shape of the weights everywhere; ``"variant"`` to the largest value of
-            the variant over the whole image, which also shows where the weights are small.
+        normalise: ``"footprint"`` (default) scales alpha by the largest size ``|alpha|`` of each
+            footprint, which shows the shape of the weights everywhere; ``"variant"`` by the largest
+            size of the variant over the whole image, which also shows where the weights are small.
+            A variant with a negative weight keeps its sign (``signed``).
+
+    Refused with a ValueError naming the argument: an image it would misread (see ``_as_image``),
+    weights of another shape than (Cw, K*K, H, W) or holding NaN or infinity, a ``scale`` that is
+    not an int from 1 to 64, facets that do not match the variants. A page that embeds more than
+    ``LARGE_PAGE_BYTES`` (8 MB) of image and weights is made, with a warning that gives its size.
     """
 
     def __init__(self, image, variants: dict, reference: str | None = None, scale: int = 8,
                  caption: str = "", facets: dict | None = None, normalise: str = "footprint"):
         self.image = _as_image(image)
         height, width = self.image.shape[:2]
-        if not variants:
-            raise ValueError("variants must name at least one set of weights")
+        if not isinstance(variants, dict) or not variants:
+            given = "an empty dict" if isinstance(variants, dict) else type(variants).__name__
+            raise ValueError(f"variants must be a dict naming at least one set of weights, name -> "
+                             f"(Cw, K*K, H, W), got {given}")
         self.variants = {}
         for name, w in variants.items():
             w = w.detach().cpu().float().numpy() if isinstance(w, torch.Tensor) else np.asarray(w, np.float32)
             k = int(round(np.sqrt(w.shape[1]))) if w.ndim == 4 else 0
-            if w.ndim != 4 or k * k != w.shape[1] or w.shape[2:] != (height, width):
+            if w.ndim != 4 or k * k != w.shape[1] or 0 in w.shape[:2] or w.shape[2:] != (height, width):
                 raise ValueError(f"variants[{name!r}] must have shape (Cw, K*K, {height}, {width}) "
                                  f"to match the image, got {tuple(w.shape)}")
+            bad = int(np.size(w) - np.isfinite(w).sum())
+            if bad:
+                raise ValueError(f"variants[{name!r}] must hold finite weights, got {bad} NaN or infinite "
+                                 f"values (the page would draw undefined levels)")
             self.variants[name] = w
         if reference is not None and reference not in self.variants:
             raise ValueError(f"reference must be one of {list(self.variants)}, got {reference!r}")
-        self.reference, self.scale, self.caption = reference, scale, caption
+        _check_scale(scale)
+        if not isinstance(caption, str):
+            raise ValueError(f"caption must be a str, got {type(caption).__name__}")
+        self.reference, self.scale, self.caption = reference, int(scale), caption
         if normalise not in ("footprint", "variant"):
             raise ValueError(f"normalise must be 'footprint' or 'variant', got {normalise!r}")
         self.normalise = normalise
         self.facets = self._check_facets(facets) if facets is not None else None
+        _warn_if_large(type(self).__name__, embedded_bytes(self.image, *self.variants.values()))
 
     def _check_facets(self, facets: dict) -> dict:
         if not facets:
@@ -160,10 +201,24 @@ class AttentionExplorer(PageWidget):
         return list(self.variants)
 
     def footprint(self, name: str, row: int, col: int) -> np.ndarray:
-        """(Cw, K, K): the weights of variant ``name`` over the footprint of pixel (row, col)."""
+        """(Cw, K, K): the weights of variant ``name`` over the footprint of pixel (row, col).
+        An unknown name, or a pixel outside the image (a negative index would count from the end),
+        is refused."""
+        if name not in self.variants:
+            raise ValueError(f"name must be one of {self.names}, got {name!r}")
+        for axis, value, size in (("row", row, self.image.shape[0]), ("col", col, self.image.shape[1])):
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 0 <= value < size:
+                raise ValueError(f"{axis} must be an int from 0 to {size - 1}, got {value!r}")
         w = self.variants[name]
         k = int(round(np.sqrt(w.shape[1])))
         return w[:, :, row, col].reshape(w.shape[0], k, k)
+
+    def signed(self, name: str) -> bool:
+        """Whether variant ``name`` holds a negative weight anywhere, and so is drawn with its sign
+        on a diverging scale centred on zero (otherwise on a sequential scale from zero)."""
+        if name not in self.variants:
+            raise ValueError(f"name must be one of {self.names}, got {name!r}")
+        return bool((self.variants[name] < 0).any())
 
     # --- the page: HTML + JavaScript, no kernel -----------------------------------------------
 
@@ -171,14 +226,16 @@ class AttentionExplorer(PageWidget):
         height, width = self.image.shape[:2]
         variants, values = [], self.facet_values
         for name, w in self.variants.items():
-            magnitude = np.abs(w)        # a convolution's kernel may be negative where beta is
+            magnitude = np.abs(w)
             if self.normalise == "footprint":
                 peak = np.maximum(magnitude.max(axis=1, keepdims=True), 1e-12)
             else:
                 peak = max(float(magnitude.max()), 1e-12)
-            levels = np.round(255 * magnitude / peak)                   # 0..255
+            signed = self.signed(name)
+            # Byte levels: 0..255 for 0..peak; with a sign, 0..255 for -peak..peak (zero at 127.5).
+            levels = np.round(127.5 * (1 + w / peak)) if signed else np.round(255 * magnitude / peak)
             variant = {"name": name, "k": int(round(np.sqrt(w.shape[1]))), "groups": int(w.shape[0]),
-                       "weights": _b64(levels.reshape(w.shape[0], w.shape[1], -1))}
+                       "signed": signed, "weights": _b64(levels.reshape(w.shape[0], w.shape[1], -1))}
             if self.facets is not None:
                 variant["choice"] = ([values[key].index(v) for key, v in self.facets[name].items()]
                                      if name in self.facets else None)
@@ -210,7 +267,10 @@ class AttentionExplorer(PageWidget):
         from matplotlib.patches import Rectangle
 
         height, width = self.image.shape[:2]
-        if self.facets is None:
+        if self.facets is None and len(self.names) == 1:     # nothing to choose: say which, as the page does
+            choose = widgets.Dropdown(options=self.names, layout=widgets.Layout(display="none"))
+            menus = [widgets.Label(f"model: {self.names[0]}")]
+        elif self.facets is None:
             choose = widgets.Dropdown(options=self.names, description="model")
             menus = []
         else:                      # one menu per facet; the chosen variant is held in a hidden dropdown
@@ -251,7 +311,12 @@ class AttentionExplorer(PageWidget):
                                             fill=False, color="red"))
                 axes[0].set_title(f"pixel ({row.value}, {col.value})")
                 for ax, (name, g) in zip(axes[1:], panels):
-                    ax.imshow(self.footprint(name, row.value, col.value)[g], cmap="magma")
+                    w = self.footprint(name, row.value, col.value)[g]
+                    if self.signed(name):               # diverging, centred on zero
+                        size = max(float(np.abs(w).max()), 1e-12)
+                        ax.imshow(w, cmap="RdBu_r", vmin=-size, vmax=size)
+                    else:
+                        ax.imshow(w, cmap="magma", vmin=0)
                     ax.set_title(f"{name}\ngroup {g}", fontsize=9)
                 for ax in axes:
                     ax.set_xticks([])
@@ -279,6 +344,16 @@ _TEMPLATE = """<div class="sanmini-explorer" id="__ID__" data-pixel="" data-vari
 #__ID__ canvas.sx-image:focus-visible {outline: 3px solid #1a73e8; outline-offset: 2px;}
 #__ID__ .sx-label {font-size: 12px; color: #333; text-align: center; max-width: 170px;}
 #__ID__ .sx-caption {font-size: 12px; color: #555; margin: 4px 0 0 0;}
+/* On a phone the image and the weight maps it changes must be on screen together: the image at most
+   half the screen's height, the enlarged footprint and the maps three to a row below it. */
+@media (max-width: 600px) {
+  #__ID__ .sx-body {gap: 8px;}
+  #__ID__ .sx-body > .sx-panel:first-child {flex-basis: 100%;}
+  #__ID__ canvas.sx-image {max-height: 45vh; width: auto;}
+  #__ID__ .sx-groups {gap: 8px !important;}
+  #__ID__ canvas.sx-patch, #__ID__ .sx-groups canvas {max-width: 27vw; height: auto;}
+  #__ID__ .sx-label {max-width: 27vw; font-size: 11px;}
+}
 </style>
 <div class="sx-controls"><span class="sx-menus"></span>
 <span class="sx-readout" aria-live="polite">hover over, tap or drag on a pixel, or focus the image and use the arrow keys</span></div>
@@ -298,10 +373,13 @@ var D = JSON.parse(root.querySelector(".sx-data").textContent);
 function bytes(s) { var b = atob(s), a = new Uint8Array(b.length); for (var i = 0; i < b.length; i++) a[i] = b.charCodeAt(i); return a; }
 var H = D.height, W = D.width, S = D.scale, img = bytes(D.image);
 D.variants.forEach(function (v) { v.w = bytes(v.weights); });
-var STOPS = [[0, 0, 4], [81, 18, 124], [183, 55, 121], [252, 137, 97], [252, 253, 191]];
-function colour(t) {
-  var x = Math.min(Math.max(t, 0), 1) * (STOPS.length - 1), i = Math.min(Math.floor(x), STOPS.length - 2), f = x - i;
-  return "rgb(" + [0, 1, 2].map(function (c) { return Math.round(STOPS[i][c] + f * (STOPS[i + 1][c] - STOPS[i][c])); }).join(",") + ")";
+var STOPS = [[0, 0, 4], [81, 18, 124], [183, 55, 121], [252, 137, 97], [252, 253, 191]];       // magma
+var SIGNED = [[5, 48, 97], [42, 113, 178], [107, 172, 209], [194, 221, 236], [247, 246, 246],   // RdBu_r
+  [251, 204, 180], [228, 128, 102], [186, 40, 50], [103, 0, 31]];
+function colour(t, stops) {
+  stops = stops || STOPS;
+  var x = Math.min(Math.max(t, 0), 1) * (stops.length - 1), i = Math.min(Math.floor(x), stops.length - 2), f = x - i;
+  return "rgb(" + [0, 1, 2].map(function (c) { return Math.round(stops[i][c] + f * (stops[i + 1][c] - stops[i][c])); }).join(",") + ")";
 }
 var base = document.createElement("canvas"); base.width = W; base.height = H;
 var bctx = base.getContext("2d"), data = bctx.createImageData(W, H);
@@ -335,11 +413,15 @@ if (D.facets) {
   });
   while (!D.variants[state.variant].choice) state.variant++;
   sync();
-} else {
+} else if (D.variants.length > 1) {
   var select = menu("model", "sx-variant", D.variants.map(function (v) { return v.name; }));
   select.addEventListener("change", function () { state.variant = +select.value; draw(); });
+} else {                                   // one model: its name, not a menu with one choice
+  var only = document.createElement("span"); only.className = "sx-model"; only.textContent = "model: " + D.variants[0].name;
+  menus.appendChild(only);
 }
-function weight(v, g, j, row, col) { var kk = v.k * v.k; return v.w[(g * kk + j) * H * W + row * W + col] / 255; }
+// A weight relative to its scale: 0..1, or -1..1 for a variant drawn with its sign.
+function weight(v, g, j, row, col) { var kk = v.k * v.k, b = v.w[(g * kk + j) * H * W + row * W + col]; return v.signed ? b / 127.5 - 1 : b / 255; }
 function reflect(i, n) { return i < 0 ? -i : (i >= n ? 2 * (n - 1) - i : i); }
 function grid(cv, k, cell, fill) {
   cv.width = k * cell; cv.height = k * cell; var c2 = cv.getContext("2d");
@@ -357,7 +439,7 @@ function draw() {
   ctx.imageSmoothingEnabled = false; ctx.drawImage(base, 0, 0, W * S, H * S);
   for (var a = 0; a < k; a++) for (var b = 0; b < k; b++) {
     var rr = r - h + a, cc = c - h + b; if (rr < 0 || cc < 0 || rr >= H || cc >= W) continue;
-    var m = 0; for (var g = 0; g < v.groups; g++) m += weight(v, g, a * k + b, r, c) / v.groups;
+    var m = 0; for (var g = 0; g < v.groups; g++) m += Math.abs(weight(v, g, a * k + b, r, c)) / v.groups;
     ctx.fillStyle = "rgba(255,40,40," + (0.6 * m).toFixed(3) + ")"; ctx.fillRect(cc * S, rr * S, S, S);
   }
   ctx.strokeStyle = "#ff2828"; ctx.lineWidth = 2; ctx.strokeRect((c - h) * S, (r - h) * S, k * S, k * S);
@@ -371,7 +453,9 @@ function draw() {
   shown.forEach(function (vi) {
     var u = D.variants[vi];
     for (var g = 0; g < u.groups; g++) (function (g) {
-      panel(groups, u.name + ": |alpha|, group " + g, u.k, function (a, b) { return colour(weight(u, g, a * u.k + b, r, c)); });
+      panel(groups, u.name + (u.signed ? ": alpha (blue < 0 < red), group " : ": alpha, group ") + g, u.k, function (a, b) {
+        var t = weight(u, g, a * u.k + b, r, c); return u.signed ? colour((t + 1) / 2, SIGNED) : colour(t);
+      });
     })(g);
   });
   var first = []; for (var j = 0; j < k * k; j++) first.push(weight(v, 0, j, r, c).toFixed(3));

@@ -20,8 +20,9 @@ import hashlib
 import html
 import json
 
+from ..nn.checks import check_int
 from ..ops.geometry import output_size
-from .explorer import _as_image, _b64
+from .explorer import _as_image, _b64, _check_scale, _warn_if_large, embedded_bytes
 from .page import PageWidget
 
 SIZES = {"K": (1, 3, 5, 7, 9), "stride": (1, 2, 3, 4), "dilation": (1, 2, 3), "padding": tuple(range(9))}
@@ -43,16 +44,29 @@ class FootprintPlayground(PageWidget):
 
     Args:
         image: (3, H, W) or (H, W, 3) (or one channel), floats in [0, 1] or integers in [0, 255].
-        scale: screen pixels per image pixel.
+        scale: screen pixels per image pixel, an int from 1 to 64.
         caption: text under the page's playground.
+
+    Refused with a ValueError (TypeError for a non-int) naming the argument: an image it would
+    misread, a bad ``scale``; in :meth:`output_shape` and :meth:`footprint`, K, stride or dilation
+    below 1, padding below 0, and in :meth:`footprint` an output pixel outside the output.
+    A page that embeds more than 8 MB of image warns with its size.
     """
 
     def __init__(self, image, scale: int = 3, caption: str = ""):
         self.image = _as_image(image)
-        self.scale, self.caption = scale, caption
+        _check_scale(scale)
+        if not isinstance(caption, str):
+            raise ValueError(f"caption must be a str, got {type(caption).__name__}")
+        self.scale, self.caption = int(scale), caption
+        _warn_if_large(type(self).__name__, embedded_bytes(self.image))
 
     def output_shape(self, K: int, stride: int, padding: int, dilation: int) -> tuple[int, int]:
-        """(Ho, Wo) of the aggregation (``sanmini.ops.output_size``)."""
+        """(Ho, Wo) of the aggregation (``sanmini.ops.output_size``); either may be < 1, where
+        the footprint does not fit in the padded image."""
+        for name, value, minimum in (("K", K, 1), ("stride", stride, 1), ("padding", padding, 0),
+                                     ("dilation", dilation, 1)):
+            check_int(name, value, minimum)
         height, width = self.image.shape[:2]
         return tuple(output_size(n, K, stride, padding, dilation) for n in (height, width))
 
@@ -63,10 +77,20 @@ class FootprintPlayground(PageWidget):
         reflection padding."""
         if pad_mode not in PAD_MODES:
             raise ValueError(f"pad_mode must be one of {PAD_MODES}, got {pad_mode!r}")
+        out_height, out_width = self.output_shape(K, stride, padding, dilation)
         height, width = self.image.shape[:2]
         if pad_mode == "reflect" and padding >= min(height, width):
             raise ValueError(f"reflection padding needs padding < the image's height and width "
                              f"({height} x {width}), got {padding}")
+        if out_height < 1 or out_width < 1:
+            raise ValueError(f"the footprint does not fit: K={K}, stride={stride}, padding={padding}, "
+                             f"dilation={dilation} on {height} x {width} gives an output of "
+                             f"{out_height} x {out_width}")
+        for name, value, size in (("ho", ho, out_height), ("wo", wo, out_width)):
+            check_int(name, value, 0)
+            if value >= size:
+                raise ValueError(f"{name} must be an output pixel, 0 to {size - 1} (the output is "
+                                 f"{out_height} x {out_width}), got {value}")
         taps = []
         for ki in range(K):
             for kj in range(K):
