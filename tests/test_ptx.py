@@ -1,10 +1,13 @@
-"""sanmini.ops.ptx: kernels compiled to PTX for sm_90 and assembled, with no GPU, from a process
-that may run Numba's CUDA simulator (tests/conftest.py turns it on where there is no GPU)."""
+"""sanmini.ops.ptx: kernels compiled to PTX and assembled, with no GPU, from a process that may run
+Numba's CUDA simulator (tests/conftest.py turns it on where there is no GPU): for sm_90, and every
+kernel of the library for each GPU students rent (sm_75, sm_80, sm_86, sm_89, sm_90), within each
+one's default limits per block."""
 import textwrap
 
 import pytest
 
-from sanmini.ops.ptx import KernelBuild, compile_kernel
+from sanmini.ops.ptx import (DEFAULT_SHARED_BYTES_PER_BLOCK, TARGETS, KernelBuild, compile_kernel,
+                             compile_library, library_kernels, limits_exceeded)
 
 
 def test_library_kernel_compiles_for_sm90():
@@ -51,3 +54,42 @@ def test_errors_are_clear():
         compile_kernel(lambda x: x)
     with pytest.raises(RuntimeError, match="no kernel 'nonsense'"):
         compile_kernel("nonsense")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("cc", sorted(TARGETS), ids=lambda cc: f"sm_{cc[0]}{cc[1]}")
+def test_every_library_kernel_assembles_within_the_default_limits_of(cc):
+    """Operators and fused kernels in float32, as the library launches them: registers per thread
+    and per block, no spills, shared memory (static + the most dynamic a launch asks) within the
+    48 KB a block gets without opting in. One process per target (a minute on one core)."""
+    launches = library_kernels()
+    builds = compile_library(cc)
+    assert [b.name for b in builds] == list(launches)
+    assert len(launches) == 7 and {"fused_forward", "fused_backward"} <= set(launches)
+    for build in builds:
+        assert f".target sm_{cc[0]}{cc[1]}" in build.ptx and ".entry" in build.ptx, build.name
+        assert build.registers is not None, f"{build.name} was not assembled: {build.assembler_log}"
+        assert build.shared_bytes is not None, build.assembler_log
+        assert limits_exceeded(build, *launches[build.name]) == []
+
+
+def _build(**kw):
+    fields = dict(name="k", cc=(7, 5), ptx="", registers=64, spill_bytes=0, assembler_log="log",
+                  shared_bytes=0)
+    return KernelBuild(**{**fields, **kw})
+
+
+def test_limits_name_what_does_not_fit():
+    assert limits_exceeded(_build(), 256) == []
+    assert limits_exceeded(_build(registers=255), 256) == []                  # 65280 <= 65536
+    assert limits_exceeded(_build(registers=256), 128) == [
+        "k for sm_75: 256 registers per thread, more than 255"]
+    assert limits_exceeded(_build(registers=200), 512) == [
+        "k for sm_75: 200 registers x 512 threads = 102400 per block, more than 65536"]
+    assert limits_exceeded(_build(spill_bytes=8), 128) == ["k for sm_75: 8 bytes of spills per thread"]
+    assert limits_exceeded(_build(shared_bytes=16), 128, DEFAULT_SHARED_BYTES_PER_BLOCK) == [
+        f"k for sm_75: 16 + {DEFAULT_SHARED_BYTES_PER_BLOCK} bytes of shared memory per block, more than "
+        f"the default {DEFAULT_SHARED_BYTES_PER_BLOCK}"]
+    assert "not assembled" in limits_exceeded(_build(registers=None), 128)[0]
+    with pytest.raises(ValueError, match=r"cc must be one of \[\(7, 5\)"):
+        compile_library((6, 1))

@@ -34,6 +34,7 @@ from torch import nn
 
 from ..nn import Aggregation, PairwiseAttention, PatchwiseAttention, Subtraction, Subtraction2
 from ..nn.operators import Unfold
+from ..nn.pointwise import Pointwise
 
 
 def _conv(m: nn.Conv2d, inputs, out) -> int:
@@ -53,6 +54,7 @@ def _relation(m, inputs, out) -> int:
 
 COUNTERS = {
     nn.Conv2d: _conv,
+    Pointwise: _conv,
     nn.BatchNorm2d: lambda m, i, o: 2 * o.numel(),
     nn.ReLU: lambda m, i, o: o.numel(),
     nn.MaxPool2d: lambda m, i, o: i[0].numel(),

@@ -7,8 +7,9 @@ from .pairwise import RELATIONS as PAIRWISE_RELATIONS
 from .pairwise import PairwiseAttention
 from .patchwise import RELATIONS as PATCHWISE_RELATIONS
 from .patchwise import PatchwiseAttention
+from .pointwise import Pointwise
 from .position import position_grid
 
 __all__ = ["PairwiseAttention", "PatchwiseAttention", "SANBlock", "FixedAggregation", "PAIRWISE_RELATIONS",
            "PATCHWISE_RELATIONS", "Aggregation", "Subtraction", "Subtraction2", "Unfold", "gamma",
-           "position_grid", "same_padding", "set_backend"]
+           "Pointwise", "position_grid", "same_padding", "set_backend"]

@@ -21,8 +21,8 @@ Backends (``backend=``):
 The compiled backends compute float16 and bfloat16 in float32 and return the input dtype. Under
 ``torch.autocast`` the inputs are cast to the autocast dtype first, as for a matrix product.
 """
-from __future__ import annotations
-
+# No `from __future__ import annotations` in this module: torch 2.4's custom_op reads the
+# operators' type hints as objects and refuses them as strings (ValueError: infer_schema).
 import importlib
 import importlib.util
 import os

@@ -25,11 +25,11 @@ autograd formula, so ``torch.compile`` traces through them without a graph break
 passes; the relations other than subtraction and summation and other depths of gamma are refused
 with a ``ValueError`` that says so.
 """
-from __future__ import annotations
-
+# No `from __future__ import annotations` in this module: torch 2.4's custom_op reads the
+# operators' type hints as objects and refuses them as strings (ValueError: infer_schema).
 import numpy as np
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from .functional import CUDA_TARGET, resolve_backend
 from .geometry import check_tensor, make_window
@@ -264,7 +264,9 @@ torch.library.register_autograd("sanmini::fused_pairwise_forward", _autograd, se
 
 def _check_gamma(gamma) -> None:
     kinds = [type(m).__name__ for m in gamma]
-    if kinds != ["BatchNorm2d", "ReLU", "Conv2d", "BatchNorm2d", "ReLU", "Conv2d"]:
+    expected = (nn.BatchNorm2d, nn.ReLU, nn.Conv2d) * 2            # nn.Conv2d: Pointwise too
+    if len(gamma) != 6 or not all(isinstance(m, t) for m, t in zip(gamma, expected)) or \
+            any(m.kernel_size != (1, 1) for m in (gamma[2], gamma[5])):
         raise ValueError(f"the fused branch computes gamma of two layers (BatchNorm2d, ReLU, Conv2d, "
                          f"BatchNorm2d, ReLU, Conv2d: gamma_layers=2), got {kinds}")
     for bn in (gamma[0], gamma[3]):

@@ -12,6 +12,11 @@ before numba is first imported. In that process, ``numba.cuda.dispatcher.get_cur
 replaced by a stand-in device of compute capability ``cc``, because device functions (the
 per-element math of :mod:`.elementwise`) are compiled for the current device; the caller's process
 is left untouched.
+
+:data:`TARGETS` are the GPUs students rent (a T4 on Colab's free tier, A100s, A10s and L4s on
+course clusters, H100s): :func:`compile_library` compiles every kernel of the library for one of
+them in one process, and :func:`limits_exceeded` says what a build asks of a block beyond that
+target's default limits (registers, spills, shared memory).
 """
 from __future__ import annotations
 
@@ -23,7 +28,7 @@ import subprocess
 import sys
 import textwrap
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 _PACKAGE_ROOT = Path(__file__).resolve().parents[2]  # the folder that holds sanmini/
@@ -40,6 +45,7 @@ class KernelBuild:
     registers: int | None        # per thread, from the assembler; None if it could not run
     spill_bytes: int | None      # spill stores + spill loads, bytes per thread
     assembler_log: str           # the assembler's log, or why it did not run
+    shared_bytes: int | None = None   # static shared memory per block, from the assembler
 
     def opcodes(self) -> Counter:
         """How many times each PTX instruction (e.g. ``ld.global.f32``) occurs in the body."""
@@ -51,6 +57,58 @@ class KernelBuild:
         """Instructions whose name starts with ``prefix``: ``count("ld.global")`` counts every
         load from global memory, whatever its type."""
         return sum(n for op, n in self.opcodes().items() if op == prefix or op.startswith(prefix + "."))
+
+
+# Compute capability -> the GPUs of it that students rent. Every one of them allows a block, by
+# default (CUDA C++ Programming Guide, "Technical Specifications per Compute Capability"): 64 K
+# 32-bit registers, at most 255 per thread, and 48 KB of shared memory, static and dynamic
+# together, without opting in to more with cudaFuncSetAttribute (which sanmini does not do).
+TARGETS = {(7, 5): "T4, RTX 20xx", (8, 0): "A100", (8, 6): "A10, A40, RTX 30xx",
+           (8, 9): "L4, RTX 40xx", (9, 0): "H100, H200"}
+REGISTERS_PER_BLOCK = 64 * 1024
+REGISTERS_PER_THREAD = 255
+DEFAULT_SHARED_BYTES_PER_BLOCK = 48 * 1024
+
+
+def library_kernels() -> dict[str, tuple[int, int]]:
+    """Every CUDA kernel of the library by name: (threads per block, the most dynamic shared
+    memory in bytes a launch gives it), as :mod:`.cuda` and :mod:`.fused` launch them."""
+    from . import cuda as kernels, fused_cuda
+    launches = {name: (kernels.THREADS_PER_BLOCK, 0) for name in kernels.KERNEL_ARRAY_NDIMS}
+    launches.update({name: (fused_cuda.THREADS, fused_cuda.SHARED_BYTES) for name in fused_cuda.KERNELS})
+    return launches
+
+
+def limits_exceeded(build: KernelBuild, threads: int, dynamic_shared_bytes: int = 0) -> list[str]:
+    """What ``build``, launched with ``threads`` per block and up to ``dynamic_shared_bytes`` of
+    dynamic shared memory, asks beyond its target's default limits; [] when it fits. A build the
+    assembler did not report on is refused (nothing checked is not a pass)."""
+    target = f"sm_{build.cc[0]}{build.cc[1]}"
+    if build.registers is None or build.spill_bytes is None:
+        return [f"{build.name} for {target}: not assembled ({build.assembler_log[:200]})"]
+    problems = []
+    if build.registers > REGISTERS_PER_THREAD:
+        problems.append(f"{build.registers} registers per thread, more than {REGISTERS_PER_THREAD}")
+    if build.registers * threads > REGISTERS_PER_BLOCK:
+        problems.append(f"{build.registers} registers x {threads} threads = "
+                        f"{build.registers * threads} per block, more than {REGISTERS_PER_BLOCK}")
+    if build.spill_bytes:
+        problems.append(f"{build.spill_bytes} bytes of spills per thread")
+    shared = (build.shared_bytes or 0) + dynamic_shared_bytes
+    if shared > DEFAULT_SHARED_BYTES_PER_BLOCK:
+        problems.append(f"{build.shared_bytes or 0} + {dynamic_shared_bytes} bytes of shared memory per "
+                        f"block, more than the default {DEFAULT_SHARED_BYTES_PER_BLOCK}")
+    return [f"{build.name} for {target}: {problem}" for problem in problems]
+
+
+def compile_library(cc: tuple[int, int], dtype: str = "float32", timeout: float = 900) -> list[KernelBuild]:
+    """Every kernel of :func:`library_kernels`, compiled to PTX for ``cc`` and assembled, in one
+    fresh process (one import of Numba for all of them)."""
+    if tuple(cc) not in TARGETS:
+        raise ValueError(f"cc must be one of {sorted(TARGETS)}, got {cc!r}")
+    names = list(library_kernels())
+    builds = _run([{"kernel": name, "dtype": dtype, "cc": list(cc)} for name in names], timeout)
+    return [replace(build, name=name) for build, name in zip(builds, names)]   # fused_* by name
 
 
 def compile_kernel(kernel, signature: str | None = None, *, dtype: str = "float32",
@@ -82,21 +140,28 @@ def compile_kernel(kernel, signature: str | None = None, *, dtype: str = "float3
         request = {"source": "\n".join(lines), "function": function.__name__,
                    "signature": signature}
     request["cc"] = list(cc)
+    return _run([request], timeout)[0]
+
+
+def _run(requests: list[dict], timeout: float) -> list[KernelBuild]:
+    """The requests compiled in one fresh process (see the module's docstring)."""
     env = {**os.environ, "NUMBA_ENABLE_CUDASIM": "0",
            "PYTHONPATH": os.pathsep.join(filter(None, [str(_PACKAGE_ROOT),
                                                        os.environ.get("PYTHONPATH")]))}
-    done = subprocess.run([sys.executable, "-m", "sanmini.ops.ptx"], input=json.dumps(request),
+    done = subprocess.run([sys.executable, "-m", "sanmini.ops.ptx"], input=json.dumps(requests),
                           env=env, capture_output=True, text=True, timeout=timeout)
     if done.returncode != 0:
-        raise RuntimeError(f"compiling {request.get('kernel') or request['function']} for "
-                           f"sm_{cc[0]}{cc[1]} failed:\n{done.stderr[-3000:]}")
-    result = json.loads(done.stdout.strip().splitlines()[-1])
-    return KernelBuild(result["name"], tuple(cc), result["ptx"], result["registers"],
-                       result["spill_bytes"], result["log"])
+        names = ", ".join(r.get("kernel") or r["function"] for r in requests)
+        cc = requests[0]["cc"]
+        raise RuntimeError(f"compiling {names} for sm_{cc[0]}{cc[1]} failed:\n{done.stderr[-3000:]}")
+    results = json.loads(done.stdout.strip().splitlines()[-1])
+    return [KernelBuild(r["name"], tuple(q["cc"]), r["ptx"], r["registers"], r["spill_bytes"], r["log"],
+                        r["shared_bytes"]) for q, r in zip(requests, results)]
 
 
-def _assemble(ptx: str, cc) -> tuple[int | None, int | None, str]:
-    """Registers and spill bytes per thread of the (single) kernel in ``ptx``, from nvJitLink."""
+def _assemble(ptx: str, cc) -> tuple[int | None, int | None, str, int | None]:
+    """Registers and spill bytes per thread of the (single) kernel in ``ptx``, from nvJitLink, its
+    log, and its static shared memory per block."""
     try:
         try:
             from cuda.core import Linker, LinkerOptions, ObjectCode
@@ -108,11 +173,13 @@ def _assemble(ptx: str, cc) -> tuple[int | None, int | None, str]:
         log = linker.get_info_log() or ""
         linker.close()
     except Exception as err:  # no nvJitLink and no driver: the PTX is still there
-        return None, None, f"not assembled: {type(err).__name__}: {err}"
+        return None, None, f"not assembled: {type(err).__name__}: {err}", None
     registers = re.search(r"[Uu]sed (\d+) registers", log)
     spills = re.search(r"(\d+) bytes spill stores, (\d+) bytes spill loads", log)
+    shared = re.search(r"(\d+) bytes smem", log)
     return (int(registers.group(1)) if registers else None,
-            int(spills.group(1)) + int(spills.group(2)) if spills else None, log)
+            int(spills.group(1)) + int(spills.group(2)) if spills else None, log,
+            int(shared.group(1)) if shared else None)
 
 
 def _compile_here(request: dict) -> dict:
@@ -144,10 +211,10 @@ def _compile_here(request: dict) -> dict:
         exec(compile(request["source"], "<kernel source>", "exec"), namespace)
         function, signature = namespace[request["function"]], request["signature"]
     ptx, _ = cuda.compile_ptx(function, signature, cc=cc)
-    registers, spill_bytes, log = _assemble(ptx, cc)
+    registers, spill_bytes, log, shared_bytes = _assemble(ptx, cc)
     return {"name": function.__name__, "ptx": ptx, "registers": registers,
-            "spill_bytes": spill_bytes, "log": log}
+            "spill_bytes": spill_bytes, "log": log, "shared_bytes": shared_bytes}
 
 
 if __name__ == "__main__":
-    print(json.dumps(_compile_here(json.loads(sys.stdin.read()))))
+    print(json.dumps([_compile_here(request) for request in json.loads(sys.stdin.read())]))

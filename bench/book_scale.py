@@ -1,0 +1,261 @@
+"""Benchmark of a training step at the book's scale: SAN10 against the ResNet26 it is matched with,
+per multiply-add, on a CPU.
+
+Every network the book trains runs on a CPU (chapters 3, 4, 5, 5b, 7 and the experiments' sweep),
+at batch 32 and 64 x 64 pixels. This bench times one training step of each network of those
+configurations and divides by its multiply-adds, so that a SAN's cost can be read against the
+ResNet26's: ``per multiply-add vs ResNet`` = (SAN ms / SAN multiply-adds) / (ResNet ms / ResNet
+multiply-adds). A SAN that did its arithmetic as efficiently as a ResNet would read 1.00.
+
+Configurations (:data:`CONFIGS`):
+
+- ``sweep``: the experiments' fair sweep (:data:`sanmini.experiments.plan.FAIR_DEFAULTS`): SAN10
+  pairwise and patchwise at stem 32, weights shared over 4 channels, footprints (3, 7, 7, 7, 3);
+  ResNet26 of stem 28, matched in parameters; 12 classes;
+- ``chapter7``: chapter 7's networks: SAN10 pairwise at stem 16, weights shared over 4, 3 x 3
+  footprints; ResNet26 of stem 8; 10 classes.
+
+Modes of a SAN: ``ops`` (eager, Numba's CPU kernels, ``backend="cpu"``), ``ops-conv`` (``ops`` with
+gamma's 1 x 1 maps as ``nn.Conv2d``, as they were computed before :class:`sanmini.nn.Pointwise`: the
+baseline of that change, in the same run), ``fused`` (``ops`` with
+each pairwise layer's weight branch and aggregation as one operator, ``fused=True``; pairwise only)
+and ``compile`` (``torch.compile`` of the ``ops`` model, ``--compile``). The ResNet26 runs eager
+(and compiled with ``--compile``, its own row). Every mode starts from the same weights, and the
+first step's losses of a network's modes must agree within 1e-4 (relative) before anything is timed.
+
+One step: forward of a random batch (B, 3, 64, 64), cross-entropy against random labels, backward,
+SGD with momentum, gradients released. Time: the fastest of ``--repeats`` steps, the networks and
+modes of a configuration taking turns step by step (:func:`sanmini.timing.take_turns`), after two
+warm-up steps (Numba compiles its kernels, torch.compile compiles); on 1 and on 2 threads (torch's
+and Numba's). Peak: the most bytes held at once by torch allocations during one step, on one
+thread (:func:`sanmini.memory.peak_bytes`).
+
+``--profile`` adds, for each SAN of the configuration in ``ops`` mode on one thread, where one
+step's time goes: torch's profiler's self CPU time of each operator, summed into the groups of
+:data:`GROUPS` (the shares of one profiled step on this machine, not a rule).
+
+``python bench/book_scale.py --write`` replaces this bench's section of ``bench/RESULTS.md``.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import common  # noqa: E402
+
+import sanmini  # noqa: E402
+from sanmini.experiments.plan import FAIR_DEFAULTS  # noqa: E402
+from sanmini.memory import peak_bytes  # noqa: E402
+from sanmini.timing import take_turns  # noqa: E402
+
+HEADING = "## Training step at the book's scale: CPU, SAN10 per multiply-add against ResNet26"
+
+
+CONFIGS = {
+    "sweep": {"classes": 12, "networks": {
+        "SAN10 pairwise": ("san10_pairwise", FAIR_DEFAULTS["san10_pairwise"]),
+        "SAN10 patchwise": ("san10_patchwise", FAIR_DEFAULTS["san10_patchwise"]),
+        "ResNet26": ("resnet26", FAIR_DEFAULTS["resnet26"])}},
+    "chapter7": {"classes": 10, "networks": {
+        "SAN10 pairwise": ("san10_pairwise", {"width": 16, "share_planes": 4, "kernel_size": 3}),
+        "ResNet26": ("resnet26", {"width": 8})}},
+}
+"""Each configuration's networks: label -> (``sanmini.create`` name, overrides)."""
+
+GROUPS = {
+    "SAN kernels (aggregation, subtraction, fused)": ("sanmini::",),
+    "convolutions (1x1 and stem)": ("aten::convolution", "aten::_convolution", "aten::mkldnn_convolution",
+                                    "aten::convolution_backward", "aten::thnn_conv2d", "aten::_slow_conv2d",
+                                    "aten::addmm", "aten::mm", "aten::bmm"),
+    "batch norm": ("aten::native_batch_norm", "aten::_batch_norm", "aten::batch_norm",
+                   "aten::native_batch_norm_backward", "aten::_native_batch_norm_legit"),
+    "softmax": ("aten::_softmax", "aten::softmax", "aten::_softmax_backward_data"),
+    "elementwise (ReLU, add, copy, fill)": ("aten::relu", "aten::threshold", "aten::add", "aten::mul", "aten::copy_",
+                                            "aten::fill_", "aten::zero_", "aten::clone", "aten::cat", "aten::sub",
+                                            "aten::neg", "aten::pad", "aten::reflection_pad2d", "aten::contiguous",
+                                            "aten::reflection_pad2d_backward", "aten::sum", "aten::div"),
+    "optimizer": ("aten::_foreach", "Optimizer.step"),
+}
+"""Profiler operator names (prefixes) of each group; the rest is "other"."""
+
+
+@dataclass
+class Row:
+    config: str
+    network: str
+    mode: str
+    parameters: int
+    madds: int
+    ms: dict          # threads -> fastest step, ms
+    peak_mib: float
+
+
+def gamma_as_convolutions(model: torch.nn.Module) -> torch.nn.Module:
+    """``model`` with every :class:`sanmini.nn.Pointwise` replaced by the ``nn.Conv2d`` it computes
+    (the same weights): gamma as it was computed before ``Pointwise``, for the ``ops-conv`` mode."""
+    for name, child in model.named_children():
+        if isinstance(child, sanmini.nn.Pointwise):
+            conv = torch.nn.Conv2d(child.in_channels, child.out_channels, 1, bias=child.bias is not None)
+            conv.load_state_dict(child.state_dict())
+            setattr(model, name, conv)
+        else:
+            gamma_as_convolutions(child)
+    return model
+
+
+def build(name: str, overrides: dict, classes: int, mode: str) -> torch.nn.Module:
+    kwargs = dict(overrides)
+    if name.startswith("san"):
+        kwargs["backend"] = "cpu"
+        if mode == "fused":
+            kwargs["fused"] = True
+    model = sanmini.create(name, num_classes=classes, **kwargs)
+    return gamma_as_convolutions(model) if mode == "ops-conv" else model
+
+
+def trainer(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, compiled: bool):
+    forward = torch.compile(model) if compiled else model
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    model.train()
+
+    def step():
+        loss = F.cross_entropy(forward(x), y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        return loss.detach()
+    return step
+
+
+def modes_of(name: str, with_compile: bool) -> list[str]:
+    if not name.startswith("san"):
+        return ["eager"] + (["compile"] if with_compile else [])
+    return (["ops-conv", "ops"] + (["fused"] if name == "san10_pairwise" else []) +
+            (["compile"] if with_compile else []))
+
+
+def measure(config: str, args) -> list[Row]:
+    spec = CONFIGS[config]
+    torch.manual_seed(0)
+    x = torch.randn(args.batch, 3, args.size, args.size)
+    y = torch.randint(0, spec["classes"], (args.batch,))
+    steps, rows = {}, []
+    for label, (name, overrides) in spec["networks"].items():
+        torch.manual_seed(0)
+        base = build(name, overrides, spec["classes"], "ops")
+        state = base.state_dict()
+        madds = sanmini.count_flops(base, (1, 3, args.size, args.size))
+        params = sum(p.numel() for p in base.parameters())
+        losses = {}
+        for mode in modes_of(name, args.compile):
+            model = build(name, overrides, spec["classes"], mode)
+            model.load_state_dict(state)
+            step = trainer(model, x, y, mode == "compile")
+            common.set_threads(1)
+            losses[mode] = float(step())                    # the first step checks the mode, and warms it up
+            first = next(iter(losses.values()))
+            if abs(losses[mode] - first) > 1e-4 * abs(first):
+                sys.exit(f"{config} {label} {mode}: first step's loss {losses[mode]:.6f}, the first mode's "
+                         f"{first:.6f}; not timing a model that differs")
+            steps[label, mode] = step
+            peak = peak_bytes(step) / 2 ** 20
+            rows.append(Row(config, label, mode, params, madds, {}, peak))
+    for threads in args.threads:
+        common.set_threads(threads)
+        seconds = take_turns({key: step for key, step in steps.items()}, repeats=args.repeats, warmup=1)
+        for row in rows:
+            row.ms[threads] = 1000 * min(seconds[row.network, row.mode])
+    return rows
+
+
+def profile(config: str, args) -> list[str]:
+    """Where one ``ops`` step of each SAN of ``config`` spends its time, on one thread."""
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
+
+    spec = CONFIGS[config]
+    common.set_threads(1)
+    x = torch.randn(args.batch, 3, args.size, args.size)
+    y = torch.randint(0, spec["classes"], (args.batch,))
+    lines = []
+    for label, (name, overrides) in spec["networks"].items():
+        if not name.startswith("san"):
+            continue
+        torch.manual_seed(0)
+        step = trainer(build(name, overrides, spec["classes"], "ops"), x, y, False)
+        step(), step()
+        with torch_profile(activities=[ProfilerActivity.CPU]) as prof:
+            step()
+        events = [e for e in prof.key_averages() if e.self_cpu_time_total > 0]
+        total = sum(e.self_cpu_time_total for e in events)
+        shares = dict.fromkeys(list(GROUPS) + ["other"], 0.0)
+        for e in events:
+            group = next((g for g, prefixes in GROUPS.items() if any(e.key.startswith(p) for p in prefixes)), "other")
+            shares[group] += e.self_cpu_time_total
+        calls = sum(e.count for e in events)
+        parts = ", ".join(f"{g} {100 * t / total:.0f}%" for g, t in shares.items())
+        lines.append(f"- {config}, {label} (ops, one thread): {total / 1000:.0f} ms of operator time in "
+                     f"{calls} operator calls; {parts}.")
+    return lines
+
+
+def table(rows: list[Row], threads: list[int]) -> str:
+    head = ["configuration", "network", "mode", "parameters", "multiply-adds per image"]
+    for t in threads:
+        head += [f"{t} thread{'s' if t > 1 else ''}: ms", "per multiply-add vs ResNet"]
+    head.append("peak MiB")
+    out = ["| " + " | ".join(head) + " |", "|" + "---|" * 3 + "---:|" * (len(head) - 3)]
+    for row in rows:
+        resnet = next(r for r in rows if r.config == row.config and r.network == "ResNet26" and r.mode == "eager")
+        cells = [row.config, row.network, row.mode, f"{row.parameters / 1e6:.2f} M", f"{row.madds / 1e6:.1f} M"]
+        for t in threads:
+            ratio = (row.ms[t] / row.madds) / (resnet.ms[t] / resnet.madds)
+            cells += [f"{row.ms[t]:.0f}", f"{ratio:.2f}"]
+        cells.append(f"{row.peak_mib:.0f}")
+        out.append("| " + " | ".join(cells) + " |")
+    return "\n".join(out)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--configs", nargs="+", choices=list(CONFIGS), default=list(CONFIGS))
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--size", type=int, default=64)
+    parser.add_argument("--repeats", type=int, default=5, help="timed steps per mode and thread count, fastest")
+    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=True,
+                        help="also time torch.compile of each network (compiling takes minutes on a CPU)")
+    parser.add_argument("--profile", action=argparse.BooleanOptionalAction, default=True)
+    parser.add_argument("--write", action="store_true", help="update bench/RESULTS.md (this section)")
+    args = parser.parse_args()
+    for name in ("batch", "size", "repeats"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name} must be at least 1, got {getattr(args, name)}")
+    if any(t < 1 for t in args.threads):
+        parser.error(f"--threads must be at least 1, got {args.threads}")
+    load_at_start = os.getloadavg()
+    common.verify_cpu_peak_method()
+    rows = [row for config in args.configs for row in measure(config, args)]
+    profiled = [line for config in args.configs for line in profile(config, args)] if args.profile else []
+    command = "python bench/book_scale.py " + " ".join(sys.argv[1:])
+    lines = [f"- Batch {args.batch}, {args.size} x {args.size}; fastest of {args.repeats} steps, the networks and "
+             f"modes taking turns; threads {', '.join(map(str, args.threads))} (torch and Numba); command: "
+             f"`{command.strip()}`"]
+    text = "\n\n".join([HEADING, common.header(f"{common.cpu_model()}, {os.cpu_count()} cores", lines, load_at_start),
+                        table(rows, args.threads)] + (["Where the time of one step goes:\n\n" + "\n".join(profiled)]
+                                                      if profiled else []))
+    print(text)
+    if args.write:
+        common.write_section(HEADING, text, {})
+
+
+if __name__ == "__main__":
+    main()
