@@ -16,7 +16,7 @@ export SANMINI_CACHE := $(CURDIR)/_build/.sanmini-cache
 # operators' sources; without this setting they go to ~/.cache/sanmini/numba).
 export NUMBA_CACHE_DIR := $(CURDIR)/_build/.numba-cache
 
-.PHONY: setup test book bench colab-cells lock clean
+.PHONY: setup test book bench gpu-check colab-cells colab-check live-check lock clean
 
 setup: $(STAMP)
 
@@ -42,17 +42,20 @@ $(STAMP): requirements.lock pyproject.toml package-lock.json Makefile
 # two lines of work that keep both cores busy. The library's tests run from the start (their log,
 # printed at the end, in _build/tests.log). Beside them the book is built (log: _build/book.log),
 # and then the chapters run under nbval, two at a time, with the models the build trained now in
-# the cache, and the browser tests read the site just built. Each process computes on one thread,
+# the cache, and the browser tests read the site just built (the live widgets in JupyterLab are
+# `make live-check`'s). Each process computes on one thread,
 # torch's and Numba's: processes that each asked for both cores would spin waiting on each other
 # at every parallel loop.
 ONE_THREAD := OMP_NUM_THREADS=1 NUMBA_NUM_THREADS=1
 test: setup
 	mkdir -p _build
-	$(ONE_THREAD) $(BIN)/python -m pytest tests --ignore=tests/test_browser.py >_build/tests.log 2>&1 & tests=$$!; \
+	$(ONE_THREAD) $(BIN)/python -m pytest tests --ignore=tests/test_browser.py --ignore=tests/test_jupyter_live.py \
+	  >_build/tests.log 2>&1 & tests=$$!; \
 	  status=0; \
 	  if $(ONE_THREAD) $(MAKE) --no-print-directory book >_build/book.log 2>&1; then \
 	    echo "make book: built _build/html (log: _build/book.log)"; \
-	    $(ONE_THREAD) $(BIN)/python -m pytest -n 2 --dist loadscope book tests/test_browser.py --nbval-lax || status=$$?; \
+	    $(ONE_THREAD) $(BIN)/python -m pytest -n 2 --dist loadscope book tests/test_browser.py \
+	      --nbval-lax || status=$$?; \
 	  else \
 	    tail -n 60 _build/book.log; echo "make book failed: see _build/book.log"; status=1; \
 	  fi; \
@@ -60,18 +63,42 @@ test: setup
 	  echo "The library's tests (log: _build/tests.log):"; cat _build/tests.log; exit $$status
 
 # Warnings are errors (-W): a broken reference or citation fails the build. The explorers of the
-# published page are self-contained HTML; live widgets are left to Jupyter and Colab.
+# published page are self-contained HTML; live widgets are left to Jupyter and Colab. Every kernel of
+# the build first runs book/_ext/figure_text.py, which records in each figure the size of its
+# smallest text (the site keeps it readable on a phone).
 book: setup
-	SANMINI_STATIC_HTML=1 $(BIN)/jupyter-book build --all -W -n --keep-going .
+	SANMINI_STATIC_HTML=1 PYTHONSTARTUP=$(CURDIR)/book/_ext/figure_text.py $(BIN)/jupyter-book build --all -W -n --keep-going .
 
 bench: setup
 	$(BIN)/python bench/ops.py
 	$(BIN)/python bench/train_step.py
 	$(BIN)/python bench/fused_passes.py
 
+# On a machine with a GPU, the whole check in one command (bench/gpu_check.py): the CUDA tests, the
+# operator and training-step benchmarks (fused included; their GPU sections of bench/RESULTS.md)
+# and a short SAN10 training on synthetic data with AMP, in at most 8 minutes; its own section of
+# bench/RESULTS.md records device, driver, versions and date. Without a GPU it says so and fails.
+gpu-check: setup
+	$(BIN)/python bench/gpu_check.py
+
 # Write the Colab install cell, with the repository URL of _config.yml, into every chapter.
 colab-cells: setup
 	$(BIN)/python book/_ext/install_cell.py
+
+# The live widgets in a real JupyterLab (tests/test_jupyter_live.py, about a minute): headless
+# Chromium runs chapter 2 and a notebook of widgets on a server on 127.0.0.1 and drives them. Not
+# part of `make test`: on a machine loaded by the chapters and the library's tests beside it,
+# JupyterLab answered late enough to run cells out of order. CI runs it (.github/workflows/tests.yml).
+live-check: setup
+	$(ONE_THREAD) $(BIN)/python -m pytest tests/test_jupyter_live.py -q -p no:cacheprovider
+
+# The Colab install cell's path (book/_ext/colab_check.py), not part of `make test`: a wheel of the
+# working tree, a fresh virtual environment on COLAB_PYTHON, and chapter 2 run by nbclient there, its
+# first cell installing the wheel with the newest versions pip finds (torch: a download of several GB).
+# CI runs it (.github/workflows/tests.yml).
+COLAB_PYTHON ?= $(PYTHON)
+colab-check: setup
+	$(ONE_THREAD) $(BIN)/python book/_ext/colab_check.py --python $(COLAB_PYTHON)
 
 # Regenerate requirements.lock from the current .venv.
 lock:
