@@ -75,3 +75,60 @@ def test_figures_have_alt_text_and_readable_type(path):
             assert len(alt.split()) >= 5, f"{path.name} cell {i}: give the figure an alt text"
         for size in re.findall(r"(?:fontsize|labelsize)=(\d+(?:\.\d+)?)", cell.source):
             assert float(size) >= 8, f"{path.name} cell {i}: text of {size} points is unreadable in the page"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
+def test_folded_cells_are_solutions(path):
+    """The page labels every folded cell "Show the solution" (_config.yml, nb_code_prompt_show):
+    so a folded cell must be an exercise's solution."""
+    assert yaml.safe_load((ROOT / "_config.yml").read_text())["sphinx"]["config"]["nb_code_prompt_show"] == "Show the solution"
+    for i, cell in _code_cells(path):
+        if "hide-cell" in cell.metadata.get("tags", []):
+            assert cell.source.startswith("# Solution"), f"{path.name} cell {i} is folded but is not a solution"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
+def test_code_cites_equations_by_number_not_label(path):
+    """A reader cannot look up "Eq. (eq-pairwise)": a code comment cites the equation's number or
+    its name, as the text shows them."""
+    import re
+    for i, cell in _code_cells(path):
+        label = re.search(r"\beq-[a-z][\w-]*", cell.source)
+        assert not label, f"{path.name} cell {i} cites the label {label[0]!r}: cite the equation's number or name"
+
+
+# Words that state a direction of speed, and uses of them that are not about a time measured on the
+# machine that builds the page (learning per epoch, the order of an index, a question, the statistic
+# a timing reports).
+_SPEED = r"\b(faster|slower|quicker|speed-?ups?|times as fast|fastest|slowest)\b"
+_NOT_A_TIMING = [r"\blearn\w*\s+(much\s+)?faster", r"\blearning\s+(much\s+)?faster", r"\$c\$ fastest",
+                 r"\bfastest in the index", r"\bWhich is faster\b", r"\bcan move faster\b",
+                 r"\bfastest of (two|three|five|\d+)\b"]
+# Where the figures a sentence reads come from: the recorded benchmarks (with machine and date) or
+# the reference's recorded run.
+_CITES_RECORD = r"RESULTS\.md|\brecorded\b"
+
+
+def _sentences(markdown: str):
+    import re
+    text = re.sub(r"```.*?```|\$\$.*?\$\$", " ", markdown, flags=re.S)
+    return [s.strip() for s in re.split(r"(?<=[.!?])\s+(?=[A-Z*`({])", text) if s.strip()]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
+def test_prose_about_speed_reads_recorded_figures(path):
+    """Pages are built on busy machines, so no sentence may state a direction of speed that the
+    page's own live timings could contradict: a sentence that says something was faster or slower
+    cites the recorded figures it reads (bench/RESULTS.md, or the reference's recorded run); a
+    direction of this machine's live timings is printed by the cell that measures them."""
+    import re
+    for i, cell in enumerate(nbformat.read(path, as_version=4).cells):
+        if cell.cell_type != "markdown":
+            continue
+        for sentence in _sentences(cell.source):
+            if not re.search(_SPEED, sentence, re.I):
+                continue
+            if any(re.search(p, sentence) for p in _NOT_A_TIMING):
+                continue
+            assert re.search(_CITES_RECORD, sentence), \
+                f"{path.name} cell {i}: a direction of speed with no recorded source: {sentence[:160]!r}"

@@ -26,7 +26,7 @@ import functools
 import http.server
 import json
 import re
-import shutil
+import sys
 import threading
 from html.parser import HTMLParser
 from pathlib import Path
@@ -34,15 +34,12 @@ from urllib.parse import unquote, urlsplit
 
 import pytest
 
+import headless_chromium
+
 ROOT = Path(__file__).resolve().parents[1]
 SITE = ROOT / "_build" / "html"
 SHOTS = ROOT / "_build" / "screenshots"
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-HOW = "install Debian's chromium and chromium-driver (apt-get install chromium chromium-driver, as root), as .ci/run does"
-
-if not Path(CHROMIUM).exists():
-    pytest.skip(f"no headless Chromium at {CHROMIUM}: {HOW}", allow_module_level=True)
-playwright = pytest.importorskip("playwright.sync_api", reason="Playwright for Python is part of requirements.lock: run make setup")
+playwright = headless_chromium.require()
 if not (SITE / "index.html").exists():
     pytest.skip("the book is not built: run `make book` (make test does it first)", allow_module_level=True)
 
@@ -67,16 +64,14 @@ def site():
 
 @pytest.fixture(scope="module")
 def browser():
-    with playwright.sync_playwright() as p:
-        # The flags keep Chromium from reaching out to the network, which this machine does not have.
-        b = p.chromium.launch(executable_path=CHROMIUM, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-            "--disable-background-networking", "--disable-component-update", "--disable-sync"])
+    with headless_chromium.launched(playwright) as b:
         yield b
-        b.close()
 
 
 VIEWPORTS = {"laptop": dict(width=1280, height=900), "phone": dict(width=390, height=844)}
+
+
+_REFRESH = re.compile(r'http-equiv="refresh"[^>]*url=([^"\s]+)"', re.IGNORECASE)
 
 
 def _open(browser, url, viewport="laptop"):
@@ -91,6 +86,12 @@ def _open(browser, url, viewport="laptop"):
     page.on("requestfailed", lambda r: problems.append(f"request failed: {r.url}"))
     page.on("response", lambda r: problems.append(f"HTTP {r.status}: {r.url}") if r.status >= 400 else None)
     page.goto(url, wait_until="load")
+    # The root index.html only redirects (a meta refresh) to the introduction: wait until the
+    # introduction has loaded, or what follows would measure whichever of the two is on screen.
+    served = SITE / unquote(urlsplit(url).path).lstrip("/")
+    target = _REFRESH.search(served.read_text(encoding="utf-8")) if served.is_file() else None
+    if target:
+        page.wait_for_url("**/" + target.group(1).lstrip("./"), wait_until="load", timeout=30_000)
     # MathJax typesets after the load event and moves what follows: wait until it is done.
     page.wait_for_function("() => !document.querySelector('div.math, span.math') || "
                            "(window.MathJax && MathJax.startup && MathJax.startup.document && "
@@ -358,6 +359,8 @@ _LAYOUT_JS = r"""() => {
 
 
 def _layout(page):
+    # The article first (once, in a fresh clone on a loaded machine, the first page had none yet).
+    page.wait_for_selector("article.bd-article, main", timeout=30_000)
     if page.locator("div.math").count():
         page.wait_for_selector("mjx-container", timeout=10_000)
     page.wait_for_timeout(200)
@@ -407,7 +410,9 @@ def test_exercise_solutions_are_hidden_until_opened(browser, site, path):
         assert parts.count() >= 1
         assert not any(parts.nth(k).is_visible() for k in range(parts.count())), \
             f"solution {i} of {path} shows its code or output before it is opened"
-        cell.locator("summary").first.click()
+        summary = cell.locator("summary").first
+        assert "solution" in summary.inner_text().lower(), f"solution {i}'s toggle says {summary.inner_text()!r}"
+        summary.click()
         page.wait_for_timeout(100)
         assert all(parts.nth(k).is_visible() for k in range(parts.count())), f"solution {i} does not open"
     page.close()
@@ -462,3 +467,166 @@ def test_api_page_shows_no_stock_docstrings_and_one_citation_style():
     assert "Define the computation performed at every call" not in html
     references = (SITE / "book" / "references.html").read_text(encoding="utf-8")
     assert "ZJK20" not in references and "Zhao et al., 2020" in references
+
+
+# --- what a reader on a phone needs: navigation, readable figures and tables, widgets that fit ------
+
+sys.path.insert(0, str(ROOT / "book" / "_ext"))
+from sanmini_book import FLOOR_PX  # noqa: E402  (the floor the site keeps figures above)
+
+
+@pytest.mark.parametrize("path", PAGES)
+def test_phone_menu_and_contents_buttons_open_their_drawers(browser, site, path):
+    """At 390 px the menu button a reader sees opens the chapter list, and the contents button (on
+    pages that have one) opens the page's contents, on screen."""
+    page, problems = _open(browser, site + path, "phone")
+    visible = lambda selector: [b for b in page.locator(selector).all() if b.is_visible()]
+    menus = visible("button.primary-toggle")
+    assert menus, "no menu button on screen"
+    menus[0].tap()
+    dialog = page.locator("#pst-primary-sidebar-modal")
+    dialog.wait_for(state="visible", timeout=3_000)
+    chapters = dialog.locator("nav.bd-docs-nav a.reference.internal")
+    assert chapters.count() >= len(CHAPTERS), "the drawer does not list the chapters"
+    box = chapters.first.bounding_box()
+    assert box and 0 <= box["x"] < 390 and 0 <= box["y"] < 844, "the chapter list is off screen"
+    page.keyboard.press("Escape")
+    dialog.wait_for(state="hidden", timeout=3_000)
+    contents = visible("button.secondary-toggle")
+    if contents:
+        contents[0].tap()
+        drawer = page.locator("#pst-secondary-sidebar-modal")
+        drawer.wait_for(state="visible", timeout=3_000)
+        links = drawer.locator("nav a")
+        assert links.count() >= 1 and links.first.is_visible(), "the contents drawer is empty"
+        box = links.first.bounding_box()
+        assert 0 <= box["x"] < 390 and 0 <= box["y"] < 844, "the page contents are off screen"
+    page.close()
+    assert not problems, problems
+
+
+def test_laptop_menu_button_folds_the_sidebar_away_and_back(browser, site):
+    page, problems = _open(browser, site + CHAPTERS[0])
+    sidebar = page.locator("#pst-primary-sidebar")
+    article = page.locator("article.bd-article")
+    width = article.bounding_box()["width"]
+    buttons = [b for b in page.locator("button.primary-toggle").all() if b.is_visible()]
+    assert len(buttons) == 1, "one menu button on a laptop"
+    buttons[0].click()
+    page.wait_for_timeout(600)                           # the theme's animation
+    assert not sidebar.is_visible() or sidebar.evaluate("e => getComputedStyle(e).visibility") == "hidden"
+    assert not page.locator("#pst-primary-sidebar-modal").is_visible(), "a drawer opened instead"
+    assert article.bounding_box()["width"] > width + 50, "the article did not widen"
+    buttons[0].click()
+    page.wait_for_timeout(600)
+    assert sidebar.evaluate("e => getComputedStyle(e).visibility") == "visible"
+    # The top bar held nothing but a second search box: on a laptop one search field is shown.
+    searches = [s for s in page.locator("form.bd-search, button.search-button, .search-button-field").all() if s.is_visible()]
+    assert len(searches) == 1, f"{len(searches)} search boxes on screen"
+    page.close()
+    assert not problems, problems
+
+
+_FIGURES_JS = r"""() => [...document.querySelectorAll("article img")].map(img => ({
+  src: (img.getAttribute("src") || "").slice(0, 60), noText: img.dataset.textPx === "none",
+  textPx: parseFloat(img.dataset.textPx || "NaN"),
+  shown: img.getBoundingClientRect().width, natural: img.naturalWidth,
+  figure: !!img.closest(".cell_output, .sanmini-chooser") && /\.png$|^data:image\/png/.test(img.getAttribute("src") || "")}))"""
+
+
+@pytest.mark.parametrize("viewport", list(VIEWPORTS))
+@pytest.mark.parametrize("path", CHAPTERS + ["book/intro.html"])
+def test_figure_text_is_readable_where_it_is_shown(browser, site, path, viewport):
+    """Every Matplotlib figure records the height of its smallest text (book/_ext/figure_text.py);
+    drawn at the width the page gives it, that text is at least FLOOR_PX CSS pixels."""
+    page, problems = _open(browser, site + path, viewport)
+    for chooser in page.locator(".sanmini-chooser").all():   # a chooser's hidden figures: show each
+        for k in range(chooser.locator("img.fc-figure").count()):
+            chooser.locator("select").select_option(index=k)
+    small = []
+    for fig in page.evaluate(_FIGURES_JS):
+        if not fig["figure"] or fig["shown"] == 0 or fig["noText"]:
+            continue
+        assert fig["textPx"] == fig["textPx"], f"figure {fig['src']} records no text size (was it drawn in the build?)"
+        rendered = fig["textPx"] * fig["shown"] / fig["natural"]
+        if rendered < FLOOR_PX - 0.05:
+            small.append(f"{fig['src']}: smallest text {rendered:.1f} px")
+    page.close()
+    assert not problems, problems
+    assert not small, small
+
+
+_TABLES_JS = r"""() => [...document.querySelectorAll("article table")]
+  .filter(t => !t.closest(".sanmini-explorer, .sanmini-footprint, .sanmini-chooser") && t.getBoundingClientRect().width > 0)
+  .map(t => ({head: (t.querySelector("tr") || t).textContent.trim().replace(/\s+/g, " ").slice(0, 60),
+              overflow: t.scrollWidth - t.clientWidth,
+              right: Math.max(...[...t.querySelectorAll("td, th")].map(c => c.getBoundingClientRect().right)),
+              column: document.querySelector("article.bd-article").getBoundingClientRect().right}))"""
+
+_SCROLLERS_JS = r"""() => [...document.querySelectorAll("article *")].filter(e =>
+    ["auto", "scroll"].includes(getComputedStyle(e).overflowX) && e.scrollWidth > e.clientWidth + 1 &&
+    e.getBoundingClientRect().height > 0 && !e.closest(".sanmini-explorer, .sanmini-footprint"))
+  .map(e => ({what: e.tagName.toLowerCase() + "." + [...e.classList].slice(0, 2).join("."),
+              cue: e.classList.contains("sx-scrolls"), text: (e.textContent || "").trim().slice(0, 40)}))"""
+
+
+@pytest.mark.parametrize("viewport", list(VIEWPORTS))
+@pytest.mark.parametrize("path", PAGES)
+def test_tables_show_every_column_and_scrolling_boxes_say_so(browser, site, path, viewport):
+    """No table hides a column off screen (on a phone a wide table becomes one card per row); any
+    other box that scrolls sideways (a long equation, a code line, a wide figure) shows a cue."""
+    page, problems = _open(browser, site + path, viewport)
+    page.evaluate("() => window.sanminiLayout && window.sanminiLayout()")
+    tables = page.evaluate(_TABLES_JS)
+    hidden = [t for t in tables if t["overflow"] > 1 or t["right"] > t["column"] + 1]
+    boxes = [b for b in page.evaluate(_SCROLLERS_JS) if not b["cue"]]
+    page.close()
+    assert not problems, problems
+    assert not hidden, [f"table '{t['head']}': {t['overflow']} px off screen" for t in hidden]
+    assert not boxes, f"boxes that scroll with no cue: {boxes[:5]}"
+
+
+@pytest.mark.parametrize("path", EXPLORER_PAGES + PLAYGROUND_PAGES + CHOOSER_PAGES)
+def test_widgets_fit_a_phone_screen(browser, site, path):
+    """On a phone a finger on an explorer's image sees a weight map change at the same time: the
+    image and the first weight map are on screen together, below the sticky header, and the "Back to
+    top" button stays away. The playground and the chooser fit the screen whole. No menu offers a
+    single choice."""
+    page, problems = _open(browser, site + path, "phone")
+    header = page.evaluate("() => Math.max(0, ...[...document.querySelectorAll('.bd-header-article, header.bd-header')]"
+                           ".filter(e => getComputedStyle(e).position === 'sticky' || getComputedStyle(e).position === 'fixed')"
+                           ".map(e => e.getBoundingClientRect().height))")
+    room = 844 - header
+    for ex in page.locator(".sanmini-explorer").all():
+        image, first_map = ex.locator("canvas.sx-image"), ex.locator(".sx-groups canvas").first
+        a, b = image.bounding_box(), first_map.bounding_box()
+        span = max(a["y"] + a["height"], b["y"] + b["height"]) - min(a["y"], b["y"])
+        assert span <= room, f"image and first weight map span {span:.0f} px; the screen shows {room:.0f}"
+        image.evaluate("e => e.scrollIntoView({block: 'center'})")
+        box = image.bounding_box()
+        page.touchscreen.tap(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+        top = page.locator("#pst-back-to-top")
+        assert not top.count() or not top.is_visible(), "the Back to top button floats over the explorer"
+        for select in ex.locator("select").all():
+            assert select.locator("option").count() >= 2, "a menu with a single choice"
+    for widget in page.locator(".sanmini-footprint, .sanmini-chooser").all():
+        height = widget.bounding_box()["height"]
+        assert height <= room, f"a widget {height:.0f} px tall; the screen shows {room:.0f}"
+    page.close()
+    assert not problems, problems
+
+
+def test_search_snippets_are_the_articles_text(browser, site):
+    """The snippet under each search result is the page's own text: no page buttons or links of the
+    page's frame, and equations in symbols, not LaTeX source."""
+    page, problems = _open(browser, site + "search.html?q=relation")
+    page.wait_for_selector("ul.search li p.context", timeout=20_000)
+    page.wait_for_timeout(1500)                         # the snippets arrive page by page
+    snippets = [p.inner_text() for p in page.locator("ul.search li p.context").all()]
+    page.close()
+    assert not problems, problems
+    assert len(snippets) >= 3, snippets
+    for text in snippets:
+        assert not re.search(r"\\[()\[\]]|\\[a-zA-Z]+\{?", text), f"LaTeX source in a snippet: {text[:120]!r}"
+        assert not re.search(r"\.ipynb|\.pdf|Toggle|Launch|Binder|Download", text), \
+            f"the page's frame in a snippet: {text[:120]!r}"

@@ -1,8 +1,11 @@
-"""Sphinx extension of the SAN book: its style sheet, alt text for glued images, author-year
-bibliography labels, and each script once per page.
+"""Sphinx extension of the SAN book: its style sheet and script, alt text for glued images,
+author-year bibliography labels, figures that stay readable on a phone, and each script once per
+page.
 
 ``static/sanmini.css`` holds the book's layout rules (wide equations, code, outputs and tables
-scroll inside their own boxes; headings and signatures wrap on a phone). sphinxcontrib-bibtex makes Sphinx read the sources a second time, and sphinx-thebe and
+scroll inside their own boxes and show that they do; tables become one card per row on a phone;
+headings and signatures wrap on a phone). ``static/sanmini.js`` wires the themes' sidebar buttons
+that a reader sees, marks the boxes that scroll and stacks the wide tables. sphinxcontrib-bibtex makes Sphinx read the sources a second time, and sphinx-thebe and
 sphinx-togglebutton add their inline configuration scripts at every read, so without this the page
 declares ``const THEBE_JS_URL`` twice and the browser reports an error.
 
@@ -10,10 +13,17 @@ The bibliography's labels are author and year ("Zhao et al., 2020"), as the cita
 are (``bibtex_reference_style: author_year``), instead of pybtex's alpha labels ("ZJK20"): the
 ``authoryear`` style registered here, chosen with ``bibtex_default_style``.
 """
+import base64
+import html
+import io
+import math
+import re
 from collections import Counter
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 from docutils import nodes
+from PIL import Image
 from sphinx.util import logging
 
 from pybtex.plugin import register_plugin
@@ -98,6 +108,65 @@ def _fill_alts(app, doctree, docname):
                     f"image {node['uri']} has no alt text: give its cell mystnb.image.alt", location=node)
 
 
+# --- figures that can be read on a phone ---------------------------------------------------------
+# book/_ext/figure_text.py, run in every kernel of the build, records in each Matplotlib PNG the
+# height of its smallest text (in the PNG's pixels). After the build each <img> of such a figure gets
+# that height (data-text-px) and the width at which the text reaches FLOOR_PX CSS pixels
+# (--sx-readable-width): the style sheet never lets the figure shrink below it, and where the column
+# is narrower the figure scrolls sideways in its box. The browser tests measure the same floor.
+
+FLOOR_PX = 9
+TEXT_KEY = "sanmini:smallest-text-px"
+_IMG = re.compile(r"<img\b[^>]*>")
+_SRC = re.compile(r'\ssrc="([^"]+)"')
+_STYLE = re.compile(r'\sstyle="([^"]*)"')
+
+
+def _figure_text(source):
+    """(smallest text px, width px) of a PNG given as a path or bytes, or None without the record."""
+    try:
+        with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as image:
+            size = image.text.get(TEXT_KEY) if hasattr(image, "text") else None
+            if size == "none":                               # a figure that draws no text
+                return (None, image.size[0])
+            return (float(size), image.size[0]) if size else None
+    except (OSError, ValueError):
+        return None
+
+
+def _readable(tag: str, page: Path) -> str:
+    if "data-text-px" in tag or not (src := _SRC.search(tag)):
+        return tag
+    ref = html.unescape(src.group(1))
+    if ref.startswith("data:image/png;base64,"):
+        found = _figure_text(base64.b64decode(ref.split(",", 1)[1]))
+    elif not urlsplit(ref).scheme and ref.lower().endswith(".png"):
+        found = _figure_text(page.parent / unquote(urlsplit(ref).path))
+    else:
+        return tag
+    if found is None:
+        return tag
+    text_px, width = found
+    if text_px is None:
+        return tag[:4] + ' data-text-px="none"' + tag[4:]
+    rule = f"--sx-readable-width: {math.ceil(width * FLOOR_PX / text_px)}px;"
+    if _STYLE.search(tag):                                # one style attribute: the browser reads the first
+        tag = _STYLE.sub(lambda m: f' style="{rule} {m.group(1)}"', tag, count=1)
+    else:
+        tag = tag[:4] + f' style="{rule}"' + tag[4:]
+    return tag[:4] + f' data-text-px="{text_px:g}"' + tag[4:]
+
+
+def _readable_figures(app, exception):
+    if exception is not None or app.builder.format != "html":
+        return
+    for page in Path(app.outdir).rglob("*.html"):
+        text = page.read_text(encoding="utf-8")
+        marked = _IMG.sub(lambda m: _readable(m.group(0), page), text)
+        if marked != text:
+            page.write_text(marked, encoding="utf-8")
+
+
 def _add_static(app):
     app.config.html_static_path.append(str(Path(__file__).parent / "static"))
 
@@ -105,6 +174,8 @@ def _add_static(app):
 def setup(app):
     app.connect("builder-inited", _add_static)
     app.add_css_file("sanmini.css")
+    app.add_js_file("sanmini.js", loading_method="defer")
+    app.connect("build-finished", _readable_figures)
     app.connect("html-page-context", _unique_scripts, priority=900)   # after the themes
     app.connect("doctree-read", _record_alts)
     app.connect("env-purge-doc", _purge_alts)
