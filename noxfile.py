@@ -20,6 +20,7 @@ import xml.etree.ElementTree as ElementTree
 from pathlib import Path
 
 import nox
+from packaging.requirements import Requirement
 
 ROOT = Path(__file__).resolve().parent
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
@@ -47,10 +48,6 @@ nox.options.sessions = ["oldest", "newest"]
 nox.options.default_venv_backend = "venv"
 
 
-def _name(requirement: str) -> str:
-    return re.split(r"[\s\[<>=!~;]", requirement, maxsplit=1)[0].lower()
-
-
 def declared(extras=EXTRAS) -> list[str]:
     """sanmini's requirements and those of ``extras``, self-references (``sanmini[train]``)
     followed, each package once."""
@@ -71,15 +68,12 @@ def declared(extras=EXTRAS) -> list[str]:
     # One requirement per package: where two name the same package (numpy>=1.24, and
     # numpy>=1.24,<2.5 in the CUDA extras), their version specifiers are joined.
     unique = {}
-    for requirement in found:
-        name = _name(requirement)
-        if name not in unique:
-            unique[name] = requirement
-            continue
-        head = _head(unique[name])
-        specifiers = {s.strip() for r in (unique[name], requirement) for s in r[len(_head(r)):].split(",") if s.strip()}
-        unique[name] = head + ",".join(sorted(specifiers))
-    return list(unique.values())
+    for requirement in map(Requirement, found):
+        if requirement.name.lower() in unique:
+            unique[requirement.name.lower()].specifier &= requirement.specifier
+        else:
+            unique[requirement.name.lower()] = requirement
+    return [str(r) for r in unique.values()]
 
 
 def _head(requirement: str) -> str:
