@@ -93,3 +93,29 @@ def test_limits_name_what_does_not_fit():
     assert "not assembled" in limits_exceeded(_build(registers=None), 128)[0]
     with pytest.raises(ValueError, match=r"cc must be one of \[\(7, 5\)"):
         compile_library((6, 1))
+
+
+# Two logs as the assemblers wrote them for aggregation_forward at sm_75 (2026-12-06): nvJitLink
+# (cuda-core's Linker, the lock's cu13 wheels) and ptxas -v from nvidia-cuda-nvcc-cu12 12.9 (torch
+# 2.5's environment, whose nvJitLink 12.4 refuses NVVM 12.9's PTX). Names shortened.
+NVJITLINK_LOG = """ptxas info    : Compiling entry function '_Z19aggregation_forward' for 'sm_75'
+ptxas         .     0 bytes stack frame, 0 bytes spill stores, 0 bytes spill loads
+ptxas info    : Used 60 registers, used 0 barriers, 720 bytes cmem[0]
+info    : used 60 registers, used 6 barriers, 0 stack, 0 bytes smem, 720 bytes cmem[0], 0 bytes lmem
+"""
+PTXAS_LOG = """ptxas info    : 24 bytes gmem, 24 bytes cmem[4]
+ptxas info    : Compiling entry function '_Z19aggregation_forward' for 'sm_75'
+ptxas info    : Function properties for _Z19aggregation_forward
+    0 bytes stack frame, 0 bytes spill stores, 0 bytes spill loads
+ptxas info    : Used 60 registers, 720 bytes cmem[0]
+"""
+
+
+def test_both_assemblers_logs_read_alike():
+    from sanmini.ops.ptx import _read_log
+    assert _read_log(NVJITLINK_LOG, by_ptxas=False) == (60, 0, 0)
+    assert _read_log(PTXAS_LOG, by_ptxas=True) == (60, 0, 0)       # no smem named: none
+    spilled = PTXAS_LOG.replace("0 bytes spill stores, 0 bytes spill loads", "8 bytes spill stores, 4 bytes spill loads")
+    assert _read_log(spilled.replace("60 registers,", "60 registers, 2048 bytes smem,"), by_ptxas=True) == (60, 12, 2048)
+    assert _read_log("error", by_ptxas=True) == (None, None, None)
+    assert _read_log(NVJITLINK_LOG.replace("0 bytes smem, ", ""), by_ptxas=False)[2] is None

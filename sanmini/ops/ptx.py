@@ -4,7 +4,12 @@
 kernel written elsewhere, with its signature) to PTX for compute capability ``cc`` with
 ``numba.cuda.compile_ptx``, then assembles that PTX for the same target with nvJitLink (through
 ``cuda.core``'s ``Linker``), whose log reports the registers and spills of each kernel as ptxas
-sees them. Neither step needs a GPU or a driver.
+sees them. Neither step needs a GPU or a driver. Where nvJitLink cannot assemble it (an older
+cuda-core links through the driver; an nvJitLink older than the NVVM that wrote the PTX refuses
+its version, as torch 2.5's pinned nvJitLink 12.4 refuses NVVM 12.9's PTX 8.8), the PTX goes to
+the ``ptxas`` that ships beside that NVVM in the CUDA compiler wheel (``nvidia-cuda-nvcc-cu12``,
+which numba-cuda's cu12 extra installs): the same release, so it reads every PTX that NVVM
+writes.
 
 The work runs in a fresh Python process with ``NUMBA_ENABLE_CUDASIM=0``: under Numba's CUDA
 simulator ``numba.cuda`` is the simulator and cannot compile, and the simulator can only be chosen
@@ -160,8 +165,9 @@ def _run(requests: list[dict], timeout: float) -> list[KernelBuild]:
 
 
 def _assemble(ptx: str, cc) -> tuple[int | None, int | None, str, int | None]:
-    """Registers and spill bytes per thread of the (single) kernel in ``ptx``, from nvJitLink, its
-    log, and its static shared memory per block."""
+    """Registers and spill bytes per thread of the (single) kernel in ``ptx``, the assembler's log,
+    and its static shared memory per block: from nvJitLink, else from the ``ptxas`` beside NVVM
+    (see the module's docstring); Nones and both errors where neither can assemble it."""
     try:
         try:
             from cuda.core import Linker, LinkerOptions, ObjectCode
@@ -172,14 +178,60 @@ def _assemble(ptx: str, cc) -> tuple[int | None, int | None, str, int | None]:
         linker.link("cubin")
         log = linker.get_info_log() or ""
         linker.close()
-    except Exception as err:  # no nvJitLink and no driver: the PTX is still there
-        return None, None, f"not assembled: {type(err).__name__}: {err}", None
+        by_ptxas = False
+    except Exception as err:  # no usable nvJitLink and no driver: try the ptxas of NVVM's release
+        refused = f"nvJitLink: {type(err).__name__}: {err}"
+        log, by_ptxas = _ptxas_log(ptx, cc), True
+        if log is None or log.startswith("not assembled"):
+            return None, None, f"not assembled: {refused}; {log or 'no ptxas beside NVVM'}", None
+    registers, spill_bytes, shared_bytes = _read_log(log, by_ptxas)
+    return registers, spill_bytes, log, shared_bytes
+
+
+def _read_log(log: str, by_ptxas: bool) -> tuple[int | None, int | None, int | None]:
+    """(registers, spill bytes, static shared bytes) per thread / block from an assembler's log:
+    nvJitLink's always names "N bytes smem"; ``ptxas -v`` names shared memory only when the kernel
+    has some (0 then)."""
     registers = re.search(r"[Uu]sed (\d+) registers", log)
     spills = re.search(r"(\d+) bytes spill stores, (\d+) bytes spill loads", log)
     shared = re.search(r"(\d+) bytes smem", log)
     return (int(registers.group(1)) if registers else None,
-            int(spills.group(1)) + int(spills.group(2)) if spills else None, log,
-            int(shared.group(1)) if shared else None)
+            int(spills.group(1)) + int(spills.group(2)) if spills else None,
+            int(shared.group(1)) if shared else (0 if by_ptxas and registers else None))
+
+
+def ptxas_path() -> str | None:
+    """The ``ptxas`` of the CUDA compiler wheel that holds numba-cuda's NVVM
+    (``nvidia/cuda_nvcc/bin/ptxas``, from ``nvidia-cuda-nvcc-cu12``), else None. (One on the
+    ``PATH`` may be of another release than NVVM, so it is not used.)"""
+    import importlib.util
+
+    try:
+        spec = importlib.util.find_spec("nvidia.cuda_nvcc")
+    except (ImportError, ValueError):
+        return None
+    for root in (spec.submodule_search_locations or []) if spec else []:
+        candidate = Path(root) / "bin" / "ptxas"
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            return str(candidate)
+    return None
+
+
+def _ptxas_log(ptx: str, cc) -> str | None:
+    """``ptxas -v``'s report on ``ptx`` for ``sm_<cc>`` (None without a ptxas beside NVVM; a line
+    starting "not assembled" if it refuses)."""
+    import tempfile
+
+    ptxas = ptxas_path()
+    if ptxas is None:
+        return None
+    with tempfile.TemporaryDirectory(prefix="sanmini-ptxas-") as folder:
+        source = Path(folder) / "kernel.ptx"
+        source.write_text(ptx)
+        done = subprocess.run([ptxas, "-v", f"-arch=sm_{cc[0]}{cc[1]}", "-o", str(Path(folder) / "kernel.cubin"),
+                               str(source)], capture_output=True, text=True)
+    log = done.stdout + done.stderr
+    return log if done.returncode == 0 else f"not assembled by {ptxas}: {log[-500:]}"
 
 
 def _compile_here(request: dict) -> dict:
