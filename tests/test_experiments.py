@@ -208,8 +208,8 @@ def test_cli_lists_what_is_left(tmp_path, capsys):
     assert "--seeds must be at least 1" in capsys.readouterr().err
 
 
-def test_the_recorded_sweep_is_complete_and_of_this_plan():
-    # Every entry at 5 seeds, each with the config it has now: a change of the plan needs a rerun.
+def test_the_first_sweep_is_complete_and_of_its_plan():
+    # book/results/digits-first-sweep.csv: every entry at 5 seeds, each with the config it has now.
     rows = results.load(RECORDED)
     assert sweep.pending(RECORDED, ENTRIES, range(5)) == ([], [])
     for entry in ENTRIES:
@@ -218,16 +218,6 @@ def test_the_recorded_sweep_is_complete_and_of_this_plan():
         assert got == {entry.config.key}, entry
     for r in rows:
         assert r["commit"] and r["machine"] and r["date"]
-
-
-def test_recorded_attack_success_never_falls_as_epsilon_grows():
-    rows = results.load(RECORDED)
-    if not results.cumulative_attacks(rows):
-        pytest.skip(f"{DEFAULT_OUT['first']} predates the attack protocol of issue 29 (PGD of 10 steps, one start, "
-                    "last iterate; FGSM at each budget alone): its PGD success falls with epsilon at some "
-                    "seeds. The next sweep's CSV is checked here; test_the_sweep_end_to_end_and_resumed "
-                    "checks a tiny CSV made by the new code path")
-    assert results.falling(rows) == []
 
 
 def test_falling_finds_a_success_that_falls():
@@ -322,18 +312,24 @@ def test_family_applies_holm_and_says_not_resolved():
     assert one.verdict == results.verdict(results.paired(medium, base)) and one.paired.level == pytest.approx(0.95)
 
 
-def test_the_fair_sweep_recorded_so_far_is_of_the_plan_and_its_attacks_never_fall():
-    """The fair sweep runs in parts (book/results/fair-sweep.csv): what it holds so far is of the
-    plan's configs, and its PGD and FGSM success never falls as epsilon grows."""
-    from sanmini.experiments import FAIR_SEEDS
+def test_the_fair_sweep_is_complete_of_the_plan_and_its_attacks_never_fall():
+    """book/results/experiments.csv, which chapter 5b reads: every unit of the fair plan at its
+    seeds with every metric it needs (training loss and top-1, step size, the training set's seed,
+    every view, the attacks at every budget), nothing of another plan, PGD and FGSM success never
+    falling as epsilon grows, every step size chosen inside its grid. (The first sweep's CSV
+    predates that attack protocol: its PGD success falls with epsilon at some seeds.)"""
+    from sanmini.experiments import FAIR_ATTACKS, FAIR_SEEDS
     from sanmini.experiments.plan import FAIR
 
     path = ROOT / DEFAULT_OUT["fair"]
-    if not path.exists():
-        pytest.skip(f"{DEFAULT_OUT['fair']} does not exist yet (the fair sweep has not started)")
+    assert sweep.pending(path, FAIR, FAIR_SEEDS, FAIR_ATTACKS) == ([], [])
     assert sweep.stale(path, FAIR, FAIR_SEEDS) == []
     rows = results.load(path)
-    assert results.falling(rows) == []
+    assert results.cumulative_attacks(rows) and results.falling(rows) == []
+    assert all(r["commit"] and r["machine"] and r["date"] for r in rows)
+    for r in rows:
+        if r["metric"] == "subset_seed":
+            assert float(r["value"]) == int(r["seed"])
     # A step size chosen at the grid's edge would say the grid was too narrow for that network.
     raw = sweep.read_rows(path)
     grid = task.TEXTURES.lr_grid

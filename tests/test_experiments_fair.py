@@ -269,7 +269,7 @@ def test_bad_plans_and_tasks_are_named(call, message):
 
 
 def test_the_first_plan_is_unchanged_for_the_recorded_csv():
-    # Chapter 5b reads book/results/experiments.csv with the first plan's names: same keys, views, task.
+    # book/results/digits-first-sweep.csv was recorded with the first plan's names: same keys, views, task.
     from sanmini.experiments import ENTRIES, TASK, VIEWS
     assert list(VIEWS) == ["upright", "rot90", "rot180", "upside_down", "mirrored"]
     assert TASK.data == "digits" and not TASK.redraw and not TASK.lr_grid and TASK.steps() == 160

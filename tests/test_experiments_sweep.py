@@ -93,7 +93,7 @@ def test_the_cli_names_the_failed_units_and_exits_nonzero(tmp_path, monkeypatch,
 
 def test_each_plan_records_into_its_own_file_by_default():
     from sanmini.experiments.__main__ import DEFAULT_OUT
-    assert DEFAULT_OUT == {"fair": Path("book/results/fair-sweep.csv"), "first": Path("book/results/experiments.csv")}
+    assert DEFAULT_OUT == {"fair": Path("book/results/experiments.csv"), "first": Path("book/results/digits-first-sweep.csv")}
 
 
 def _alive(pid: int) -> bool:

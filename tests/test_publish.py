@@ -190,7 +190,8 @@ def test_twine_check_passes_and_the_metadata_is_a_maintainers(dists):
 def test_the_sdist_holds_the_library_tests_and_what_they_read(dists):
     names = _sdist_names(dists[0])
     assert {"LICENSE", "README.md", "pyproject.toml", "sanmini/py.typed", "tests/conftest.py",
-            "tests/loops.py", "tests/ddp_probe.py", "book/results/experiments.csv"} <= names
+            "tests/loops.py", "tests/ddp_probe.py", "book/results/experiments.csv",
+            "book/results/digits-first-sweep.csv"} <= names
     assert {f"tests/data/{p.name}" for p in (ROOT / "tests" / "data").iterdir()} <= names
     library = {f"tests/{p.name}" for p in (ROOT / "tests").glob("test_*.py")
                if p.name not in repository_tests()}

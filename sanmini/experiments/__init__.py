@@ -3,19 +3,20 @@ SAN10 patchwise and ResNet26, the ablations (relation, footprint, position encod
 gamma, shared transformations) and the robustness tests (rotated and flipped images, FGSM and PGD),
 with seeds.
 
-Two plans: the sweep recorded in ``book/results/experiments.csv`` (scikit-learn's digits,
-:data:`ENTRIES`, :data:`TASK`, :data:`ATTACKS`, seeds 0-4: what chapter 5b reads), and the next
-sweep of issue 29 (:data:`FAIR`, :data:`TEXTURES`, :data:`FAIR_ATTACKS`, :data:`FAIR_SEEDS`),
-which ``python -m sanmini.experiments`` runs.
+Two plans: the fair sweep recorded in ``book/results/experiments.csv`` (:data:`FAIR`,
+:data:`TEXTURES`, :data:`FAIR_ATTACKS`, :data:`FAIR_SEEDS`: what chapter 5b reads), which
+``python -m sanmini.experiments`` runs, and the first sweep, kept in
+``book/results/digits-first-sweep.csv`` (scikit-learn's digits, :data:`ENTRIES`, :data:`TASK`,
+:data:`ATTACKS`, seeds 0-4; ``--plan first``), whose handicaps the fair one removes.
 
-- :mod:`.task`: the small task (digits, fewer training images, short training) and what is measured;
+- :mod:`.task`: the small tasks (textures; the first sweep's digits) and what is measured;
 - :mod:`.plan`: every configuration of the sweep;
 - :mod:`.sweep`: the resumable sweep, one CSV row per measurement;
 - :mod:`.results`: reading the recorded CSV: spreads, paired differences over seeds, verdicts
   (with Holm's correction within a family);
 - :mod:`.estimate`: the time of the units left, from one timed step per network.
 
-``python -m sanmini.experiments`` runs the sweep into ``book/results/experiments.csv``.
+``python -m sanmini.experiments`` runs the fair sweep into ``book/results/experiments.csv``.
 """
 from . import results
 from .plan import (ATTACKS, ENTRIES, EXPERIMENTS, FAIR, FAIR_ATTACKS, FAIR_EXPERIMENTS, FAIR_SEEDS, Config,

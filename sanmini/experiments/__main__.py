@@ -1,8 +1,9 @@
 """``python -m sanmini.experiments``: run (or continue) the sweep of :mod:`sanmini.experiments`.
 
-By default the next sweep (issue 29, :data:`sanmini.experiments.plan.FAIR`: textures, networks as
-the paper built them, tuned step sizes, 8/5/3 seeds); ``--plan first`` the sweep recorded in
-``book/results/experiments.csv`` so far (5 seeds of the digits). ``--list`` prints what is left,
+By default the fair sweep (:data:`sanmini.experiments.plan.FAIR`: textures, networks as the
+paper built them, tuned step sizes, 8/5/3 seeds), recorded in ``book/results/experiments.csv``;
+``--plan first`` the first sweep (5 seeds of the digits), kept in
+``book/results/digits-first-sweep.csv``. ``--list`` prints what is left,
 ``--estimate`` also times one training step of every network (on this machine, now) and prints
 the estimated seconds of every unit left and their sum, to plan a run in parts (``--only``).
 
@@ -28,9 +29,9 @@ from pathlib import Path
 from . import plan, sweep
 from .plan import ENTRIES, EXPERIMENTS, FAIR, FAIR_ATTACKS, FAIR_EXPERIMENTS, FAIR_SEEDS, STEP_SIZE
 
-DEFAULT_OUT = {"fair": Path("book/results/fair-sweep.csv"), "first": Path("book/results/experiments.csv")}
-"""Where each plan records by default. The fair sweep runs in parts into its own file, so that the
-first sweep's CSV, which chapter 5b reads, stays whole until the fair one is complete."""
+DEFAULT_OUT = {"fair": Path("book/results/experiments.csv"), "first": Path("book/results/digits-first-sweep.csv")}
+"""Where each plan records by default: the fair sweep, which chapter 5b reads, and the first one,
+kept for the record (chapter 5b says why its verdicts were withdrawn)."""
 PART_FIELDS = ["started", "minutes", "units_computed", "units_failed", "ended", "jobs", "threads", "only",
                "machine", "commit"]
 
@@ -108,7 +109,7 @@ def cli(argv=None) -> int:
                         "the first); rows already there are kept and not recomputed. Each part of the sweep run "
                         "into it is recorded in <out stem>.parts.csv beside it")
     parser.add_argument("--plan", choices=("fair", "first"), default="fair",
-                        help="fair: the next sweep (issue 29, default); first: the sweep recorded so far")
+                        help="fair: the fair sweep (default); first: the first sweep, on digits")
     parser.add_argument("--seeds", type=int, default=None,
                         help="seeds 0 .. SEEDS-1 for every experiment (default: the plan's, 8/5/3 for fair, 5 for first)")
     parser.add_argument("--only", nargs="+", choices=sorted(set(EXPERIMENTS) | set(FAIR_EXPERIMENTS)),

@@ -1,12 +1,14 @@
 """Every configuration of the sweep: the comparison of Zhao et al.'s main table and their ablations,
 at the width of a laptop.
 
-Two plans live here. :data:`ENTRIES` (with :data:`DEFAULTS`, :data:`ATTACKS`, seeds 0-4) is the
-sweep recorded in ``book/results/experiments.csv``, which chapter 5b reads, described below.
-:data:`FAIR` (with :data:`FAIR_DEFAULTS`, :data:`FAIR_ATTACKS`, :data:`FAIR_SEEDS`) is the next
-sweep (issue 29), on :data:`.task.TEXTURES`: networks as the paper built them (see
+Two plans live here. :data:`FAIR` (with :data:`FAIR_DEFAULTS`, :data:`FAIR_ATTACKS`,
+:data:`FAIR_SEEDS`) is the fair sweep recorded in ``book/results/experiments.csv``, which chapter
+5b reads, on :data:`.task.TEXTURES`: networks as the paper built them (see
 :data:`FAIR_DEFAULTS`), each network's step size chosen on a holdout part of the training pool,
 more seeds, converged attacks. ``python -m sanmini.experiments`` runs :data:`FAIR`.
+:data:`ENTRIES` (with :data:`DEFAULTS`, :data:`ATTACKS`, seeds 0-4) is the first sweep, kept in
+``book/results/digits-first-sweep.csv`` (``--plan first``), described below; chapter 5b says why
+its verdicts were withdrawn.
 
 The first plan:
 
@@ -17,8 +19,8 @@ are trained once per seed and recorded under each entry.
 The networks (``sanmini.create`` with these overrides, 10 classes):
 
 - SAN10 pairwise and patchwise: a stem of 16 channels, weights shared over 4 channels, 3 x 3
-  footprints in every stage (a 7 x 7 footprint, the paper's from the second stage on, needs
-  inputs of at least 128 pixels with reflection padding), the paper's relations (subtraction with
+  footprints in every stage (a handicap: the paper's 7 x 7 from the second stage on fits at
+  64 x 64 too, but for the last stage, :func:`paper_kernels`), the paper's relations (subtraction with
   position encoding; concatenation), Numba's CPU kernels;
 - ResNet26 with a stem of 14 channels: matched in parameters, the width whose count is closest to
   SAN10 pairwise's (568,592 against 544,144 and, patchwise, 584,174); its multiply-adds at
@@ -99,7 +101,7 @@ class Config:
         return " ".join([self.model, *changed])
 
     def build(self, num_classes: int = 10):
-        """The network, untrained: ``sanmini.create`` with the overrides; a SAN of the next sweep's
+        """The network, untrained: ``sanmini.create`` with the overrides; a SAN of the fair sweep's
         task without a ``backend`` override is computed by :data:`FAIR_BACKEND`."""
         from ..models import create
 
@@ -147,7 +149,7 @@ ENTRIES = _entries()
 EXPERIMENTS = tuple(dict.fromkeys(e.experiment for e in ENTRIES))
 
 
-# --- the next sweep (issue 29) -------------------------------------------------------------------
+# --- the fair sweep (issue 29) -------------------------------------------------------------------
 
 def paper_kernels(image_size: int, first: int = 3, later: int = 7) -> tuple:
     """The paper's footprints, ``first`` in the first stage and ``later`` from the second on,
@@ -189,14 +191,14 @@ FAIR_SHARE = 4
 FAIR_SAN = {"width": smallest_width(FAIR_SHARE), "share_planes": FAIR_SHARE, "kernels": paper_kernels(FAIR_IMAGE_SIZE),
             "gamma_layers": 2}
 FAIR_BACKEND = "cpu"
-"""How the next sweep's SANs are computed (Numba's CPU kernels). Not part of a network's identity
+"""How the fair sweep's SANs are computed (Numba's CPU kernels). Not part of a network's identity
 (its Config and the CSV's ``config``): every backend computes the same network, checked against
 the plain torch one in float64 (tests/test_fused.py, tests/test_cpu_kernels.py), so a faster one can
 take over a sweep in progress without its rows counting as another plan's."""
 FAIR_DEFAULTS = {"san10_pairwise": {**FAIR_SAN, "relation": "subtraction", "position_encoding": True, "share": "none"},
                  "san10_patchwise": {**FAIR_SAN, "relation": "concatenation"},
                  "resnet26": {"width": 28}}
-"""The next sweep's networks, at 64 x 64 (12 classes):
+"""The fair sweep's networks, at 64 x 64 (12 classes):
 
 - SAN10 pairwise and patchwise at half the paper's width, with every stage's attention keeping at
   least 2 relation and 2 weight channels: stem 32 (the smallest width with ``C / 16`` >= 2
@@ -215,7 +217,7 @@ MADDS_WIDTH = 32
 PLAN_DEFAULTS["textures"] = FAIR_DEFAULTS
 
 FAIR_PAIRWISE_RELATIONS = ("subtraction", "concatenation", "hadamard", "dot")
-"""The pairwise relations the next sweep trains, Zhao et al.'s five but summation, which is
+"""The pairwise relations the fair sweep trains, Zhao et al.'s five but summation, which is
 subtraction's network in disguise (a summation layer whose psi is negated is a subtraction layer,
 and psi's initialisation is symmetric about zero: the same network, the same distribution of
 initial weights; chapter 3 shows it, tests/test_experiments_fair.py checks it on a SAN10).
@@ -275,7 +277,7 @@ and step size (at the task's ``tune_seed``: its data, weights and batch order)."
 FAIR_NETWORKS = _fair_entries()
 FAIR_TUNED = [e for e in FAIR_NETWORKS if e.experiment == "comparison"]
 FAIR = FAIR_NETWORKS + tuning_entries(FAIR_TUNED, TEXTURES.lr_grid)
-"""Every entry of the next sweep, the networks and the tuning runs of the comparison's four
+"""Every entry of the fair sweep, the networks and the tuning runs of the comparison's four
 networks (16 runs, at the step sizes of :data:`.task.TEXTURES`'s ``lr_grid``). An ablation's variant trains at the step size chosen for the network it
 varies (SAN10 pairwise or patchwise): tuning each of the 13 variants too would cost as much as
 the comparison's 8 seeds of SAN10 pairwise twice over, which the 240 minutes do not hold."""

@@ -1,4 +1,4 @@
-"""Reading the recorded sweep (``book/results/experiments.csv``): values per seed, spreads, paired
+"""Reading a recorded sweep (``book/results/experiments.csv``, which chapter 5b reads): values per seed, spreads, paired
 comparisons over seeds and the verdict of a claim, alone or within a family of claims.
 
 A paired comparison takes two entries measured at the same seeds (the same seed gives two networks

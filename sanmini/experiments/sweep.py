@@ -496,7 +496,7 @@ def _end_with_parent(parent: int, interval: float = 0.2) -> None:
 def expected_metrics(entry: Entry, attacked_images: int, attacks: dict = ATTACKS) -> set:
     """The metrics a complete measurement of ``entry`` has: counts, seconds, upright top-1; every
     view for the experiments of :data:`.plan.VIEWED`; the attacks for the comparison (their rates
-    only if some images were attacked). For a config of the next sweep's task (``config.task``
+    only if some images were attacked). For a config of the fair sweep's task (``config.task``
     set, read from :data:`TASKS`) also the last epoch's training loss and top-1, the step size it
     trained at (a task with ``lr_grid``), the seed its training set was drawn from (a task that
     redraws it), the task's views and per-class views; a tuning run has its holdout top-1 and loss

@@ -1,10 +1,11 @@
 """The small tasks the experiments train on, and what is measured on them.
 
-Two tasks: :data:`TASK`, the digits of the sweep recorded in ``book/results/experiments.csv``
-(below), and :data:`TEXTURES`, the next sweep's (issue 29): crops of photographs and textures at
-their own resolution (:mod:`sanmini.data.textures`), a training set redrawn at every seed, each
-network's step size chosen on a holdout part of the training pool (:func:`load_tuning`), six
-views (with a three-quarter turn). A :class:`Task`'s ``data`` names its images.
+Two tasks: :data:`TEXTURES`, the fair sweep's (recorded in ``book/results/experiments.csv``):
+crops of photographs and textures at their own resolution (:mod:`sanmini.data.textures`), a
+training set redrawn at every seed, each network's step size chosen on a holdout part of the
+training pool (:func:`load_tuning`), six views (with a three-quarter turn); and :data:`TASK`, the
+digits of the first sweep (``book/results/digits-first-sweep.csv``). A :class:`Task`'s ``data``
+names its images.
 
 The first sweep's task:
 
@@ -76,7 +77,7 @@ class Task:
 
 
 TASK = Task()
-"""The task of the sweep recorded in ``book/results/experiments.csv`` (chapter 5b reads it)."""
+"""The task of the first sweep, recorded in ``book/results/digits-first-sweep.csv``."""
 
 # Zero-shot views of the validation digits: (N, C, H, W) -> (N, C, H, W).
 VIEWS = {
@@ -86,7 +87,7 @@ VIEWS = {
     "upside_down": lambda x: torch.flip(x, dims=(-2,)),       # flipped top to bottom
     "mirrored": lambda x: torch.flip(x, dims=(-1,)),          # flipped left to right
 }
-"""The views of the first sweep (chapter 5b reads each of them off the recorded CSV)."""
+"""The views of the first sweep; :data:`ALL_VIEWS` adds the three-quarter turn of the fair sweep."""
 
 ALL_VIEWS = {**VIEWS, "rot270": lambda x: torch.rot90(x, 3, dims=(-2, -1))}    # three quarters, counter-clockwise
 """Every view a :class:`Task` may measure: those of :data:`VIEWS` and the three-quarter turn."""
@@ -106,7 +107,7 @@ def training_subset(dataset, per_class: int):
 
 TEXTURES = Task(image_size=64, per_class=40, epochs=20, batch_size=32, lr=0.2, val_per_class=40,
                 data="textures", views=tuple(ALL_VIEWS), lr_grid=(0.1, 0.2, 0.4, 0.8), redraw=True)
-"""The next sweep's task, 12 sources (:data:`sanmini.data.textures.SOURCES`) with 40 crops
+"""The fair sweep's task, 12 sources (:data:`sanmini.data.textures.SOURCES`) with 40 crops
 of 64 x 64 native pixels of each to train on (redrawn at every seed), 40 fixed validation crops
 of each; no augmentation for any network; 20 epochs (300 steps of 32); the step size chosen from
 0.1, 0.2, 0.4, 0.8 per 256 images (the first tuning runs, on 0.1 to 0.4, put both ResNets'
