@@ -33,7 +33,10 @@ class Claim:
 
 PAIR = '"pairwise, subtraction + position"'
 NO_PE = '"pairwise, subtraction, no position encoding"'
-MARGIN_RESNET, MARGIN_SAN = 10, 6     # about twice the most any recorded run fell outside (4.7 and 2.5 points)
+# Chapter 5b's live ResNet26: at most 0.8 points outside the recorded range in the runs recorded; the same
+# seed's top-1 moved by up to 4.6 points under other arithmetic (2 threads, generic kernels), and seeds 0
+# and 4 sit at the top of the range, so the bar is about that change, not twice 0.8.
+MARGIN_LIVE = 5
 CLAIMS = [
     # Chapter 3: five trained pairwise denoisers and a convolution, PSNR on held-out photographs.
     Claim("03_pairwise", "each model denoises (dB over the noisy input)",
@@ -94,15 +97,11 @@ CLAIMS = [
           "max(entropy_change.values())"),
     Claim("07_training", "entropy at initialisation / log 9 (smallest of 3 layers)",
           'min(stats[layer]["random initialisation"]["entropy"] for layer in LAYERS) / math.log(9)', ">", 0.99),
-    # Chapter 5b: the live rerun of two networks of the recorded sweep, against its spread over 5 seeds.
+    # Chapter 5b: the live rerun of the parameter-matched ResNet26 of the recorded sweep, against its
+    # spread over the comparison's 8 seeds.
     Claim("05b_what_the_paper_found", "live ResNet26 outside the recorded range (points)",
-          'outside_points["ResNet26"]', "<", MARGIN_RESNET),
-    Claim("05b_what_the_paper_found", "live SAN10 pairwise outside the recorded range (points)",
-          'outside_points["SAN10 pairwise"]', "<", MARGIN_SAN),
-    Claim("05b_what_the_paper_found", "live ResNet26 val top-1 (%)", 'live["ResNet26"]["top1_upright"]'),
-    Claim("05b_what_the_paper_found", "live SAN10 pairwise val top-1 (%)", 'live["SAN10 pairwise"]["top1_upright"]'),
-    Claim("05b_what_the_paper_found", "live SAN10 pairwise top-1 turned by 90 degrees (%)",
-          'live["SAN10 pairwise"]["top1_rot90"]'),
-    Claim("05b_what_the_paper_found", "live ResNet26 top-1 turned by 90 degrees (%)", 'live["ResNet26"]["top1_rot90"]'),
-    Claim("05b_what_the_paper_found", "turned digit's weights vs upright weights turned (relative)", "weight_gap"),
+          "outside_points", "<", MARGIN_LIVE),
+    Claim("05b_what_the_paper_found", "live ResNet26 val top-1 (%)", 'live["top1_upright"]'),
+    Claim("05b_what_the_paper_found", "live ResNet26 top-1 turned by 90 degrees (%)", 'live["top1_rot90"]'),
+    Claim("05b_what_the_paper_found", "live ResNet26 last-epoch training loss", 'live["train_loss"]'),
 ]
