@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from sanmini.experiments import FAIR_ATTACKS
 from sanmini.robustness import Normalized, Upsampled, attack_success_rate, fgsm, pgd
 
 
@@ -335,13 +336,14 @@ def _digits_model():
 
 def test_pgd_with_restarts_is_as_strong_as_torchattacks_apgd():
     # APGD (Croce and Hein, 2020), a maintained library's stronger attack, against ours at the
-    # sweep's protocol (20 steps, 5 restarts, success at any iterate), at budgets where the success
-    # rate is neither 0 nor 100%. Margin: 2 points (3 of 150 images).
+    # sweep's protocol (plan.FAIR_ATTACKS: 20 steps, 3 restarts, success at any iterate), at budgets
+    # where the success rate is neither 0 nor 100%. Margin: 2 points (3 of 150 images).
     torchattacks = pytest.importorskip("torchattacks", reason="make setup installs torchattacks (see the Makefile)")
     model, x, y = _digits_model()
     for eps in (0.08, 0.15):
         theirs = attack_success_rate(model, torchattacks.APGD(model, eps=eps, steps=20, n_restarts=1, seed=0)(x, y), y)
-        ours = attack_success_rate(model, pgd(model, x, y, eps, steps=20, restarts=5,
+        ours = attack_success_rate(model, pgd(model, x, y, eps, steps=FAIR_ATTACKS["pgd_steps"],
+                                              restarts=FAIR_ATTACKS["pgd_restarts"],
                                               generator=torch.Generator().manual_seed(0)), y)
         last = attack_success_rate(model, pgd(model, x, y, eps, steps=20, keep="last",
                                               generator=torch.Generator().manual_seed(0)), y)

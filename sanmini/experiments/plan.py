@@ -209,8 +209,8 @@ FAIR_DEFAULTS = {"san10_pairwise": {**FAIR_SAN, "relation": "subtraction", "posi
   cores allow. Footprints (3, 7, 7, 7, 3) (:func:`paper_kernels`: the last stage's 2 x 2 map
   cannot hold a reflection-padded 7 x 7, and a 3 x 3 covers it);
 - ResNet26 of stem 28, matched in parameters to SAN10 pairwise (2,249,896 against 2,147,708, 12
-  classes; the width whose count is closest), and ResNet26 of stem 32, matched in multiply-adds
-  (51.0 M against 49.6 M at 64 x 64): :data:`MADDS_WIDTH`, trained too, as entry "ResNet26
+  classes; the even width whose count is closest; stem 27, 2,093,025, would be a little closer),
+  and ResNet26 of stem 32, matched in multiply-adds (51.0 M against 49.6 M at 64 x 64): :data:`MADDS_WIDTH`, trained too, as entry "ResNet26
   (multiply-adds)". SAN10 patchwise has 2,696,384 parameters and 47.4 M multiply-adds.
 """
 MADDS_WIDTH = 32
