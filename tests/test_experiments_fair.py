@@ -277,3 +277,33 @@ def test_the_first_plan_is_unchanged_for_the_recorded_csv():
     assert ENTRIES[0].config.key == ('{"backend": "cpu", "gamma_layers": 2, "kernels": [3, 3, 3, 3, 3], "model": '
                                      '"san10_pairwise", "position_encoding": true, "relation": "subtraction", '
                                      '"share": "none", "share_planes": 4, "width": 16}')
+
+
+@pytest.mark.slow
+def test_a_run_trained_for_longer_borrows_its_networks_step_size_and_records_every_epoch(tmp_path):
+    t = "textures"
+    net = Config.of("resnet26", t, width=8)
+    longer = net.trained_for(3)
+    assert longer.network == net and longer.epochs == 3 and net.epochs is None and "epochs=3" in longer.name
+    assert Config.of("resnet26", t, width=8, ).trained_for(3).trained_for(2).epochs == 2
+    tiny = dataclasses.replace(TINY, lr_grid=(0.1, 0.4))
+    entries = [Entry(plan.TRAINING_LENGTH, "3", "ResNet26", longer)] + plan.tuning_entries(
+        [Entry("comparison", "main", "ResNet26", net)], tiny.lr_grid)
+    assert sweep.tuned_as(longer, entries) == net
+    out = tmp_path / "e.csv"
+    assert sweep.run(out, entries, {plan.TRAINING_LENGTH: [0], STEP_SIZE: [0]}, task=tiny, progress=False) == 3
+    rows = sweep.read_rows(out)
+    got = {r["metric"]: float(r["value"]) for r in rows if r["experiment"] == plan.TRAINING_LENGTH}
+    assert got["lr"] == sweep.chosen_lr(rows, net, tiny.lr_grid)
+    assert [k for k in got if k.startswith("train_loss_epoch")] == [f"train_loss_epoch{k}" for k in (1, 2, 3)]
+    assert got["train_loss_epoch3"] == got["train_loss"] and got["train_top1_epoch3"] == got["train_top1"]
+    # The same network trained at the same seed for 3 epochs by task.fit directly: the same losses.
+    (x, y), _ = task.load(tiny, seed=0)
+    from sanmini.train import seed_everything
+    seed_everything(0)
+    model = net.build(tiny.num_classes)
+    again = task.fit(model, x, y, 0, dataclasses.replace(tiny, epochs=3), lr=got["lr"], curve=True)
+    for k in (1, 2, 3):
+        assert again[f"train_loss_epoch{k}"] == pytest.approx(got[f"train_loss_epoch{k}"], rel=1e-4)
+    with pytest.raises(ValueError, match="epochs must be an int of at least 1, got 0"):
+        net.trained_for(0)

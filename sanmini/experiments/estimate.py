@@ -54,7 +54,7 @@ def estimate(todo: list[Unit], task=None, attacks: dict = ATTACKS, threads: int 
         seconds = 0.0
         for config in unit.configs:
             setup = task_of(config, task)
-            network = config.base
+            network = config.network          # a step's time does not depend on how long it trains
             if network not in steps:
                 steps[network] = timer(network, setup, threads)
             seconds += setup.steps() * steps[network]

@@ -47,6 +47,10 @@ ATTACKS = {
 }
 
 
+RUN_SETTINGS = ("tune_lr", "epochs")
+"""Overrides of a :class:`Config` that say how a run trains, not which network it trains."""
+
+
 @dataclass(frozen=True)
 class Config:
     """A network: the ``sanmini.create`` name and its overrides, and the task it trains on
@@ -72,14 +76,31 @@ class Config:
         """The tuning run of this network at step size ``lr`` (per 256 images)."""
         return Config(self.model, tuple(sorted(self.overrides + (("tune_lr", lr),))), self.task)
 
+    def trained_for(self, epochs: int) -> "Config":
+        """This network trained for ``epochs`` epochs instead of its task's, with its training
+        loss and top-1 recorded at every epoch (experiment ``training_length``)."""
+        if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 1:
+            raise ValueError(f"epochs must be an int of at least 1, got {epochs!r}")
+        return Config(self.model, tuple(sorted(self.network.overrides + (("epochs", epochs),))), self.task)
+
     @property
     def base(self) -> "Config":
         """The network a tuning run tunes (itself for a network)."""
         return Config(self.model, tuple(kv for kv in self.overrides if kv[0] != "tune_lr"), self.task)
 
     @property
+    def network(self) -> "Config":
+        """The network alone, without how a run of it trains (``tune_lr``, ``epochs``)."""
+        return Config(self.model, tuple(kv for kv in self.overrides if kv[0] not in RUN_SETTINGS), self.task)
+
+    @property
     def tune_lr(self) -> float | None:
         return dict(self.overrides).get("tune_lr")
+
+    @property
+    def epochs(self) -> int | None:
+        """The epochs this run trains for, if not its task's (see :meth:`trained_for`)."""
+        return dict(self.overrides).get("epochs")
 
     @property
     def kwargs(self) -> dict:
@@ -105,7 +126,7 @@ class Config:
         task without a ``backend`` override is computed by :data:`FAIR_BACKEND`."""
         from ..models import create
 
-        kwargs = {k: v for k, v in self.overrides if k != "tune_lr"}
+        kwargs = {k: v for k, v in self.overrides if k not in RUN_SETTINGS}
         if self.task and self.model.startswith("san") and "backend" not in kwargs:
             kwargs["backend"] = FAIR_BACKEND
         return create(self.model, num_classes=num_classes, **kwargs)
@@ -255,7 +276,18 @@ def _fair_entries() -> list[Entry]:
         out.append(Entry("gamma_depth", str(layers), "SAN10 pairwise", Config.of(PAIRWISE, t, gamma_layers=layers)))
     for share in ("none", "phi_psi"):
         out.append(Entry("sharing", share, "SAN10 pairwise", Config.of(PAIRWISE, t, share=share)))
+    for entry in out[:4]:         # the comparison's networks, trained twice as long
+        out.append(Entry(TRAINING_LENGTH, str(LONGER_EPOCHS), entry.label, entry.config.trained_for(LONGER_EPOCHS)))
     return out
+
+
+TRAINING_LENGTH = "training_length"
+LONGER_EPOCHS = 40
+"""The training-length check: the comparison's four networks trained for 40 epochs, twice the
+task's 20, at their chosen step sizes, on the training sets of seeds 0-2 (the comparison's
+first three), with the training loss and top-1 of every epoch recorded. Chapter 5b reads whether
+the 20 epochs stopped a network short of what it can learn (its validation top-1 and the
+comparison's differences at 20 and at 40 epochs, seed by seed) and shows the curves."""
 
 
 def tuning_entries(entries, grid) -> list[Entry]:
@@ -269,9 +301,10 @@ def tuning_entries(entries, grid) -> list[Entry]:
 
 FAIR_SEEDS = {"comparison": range(8), "footprint": range(5), "position_encoding": range(5),
               "pairwise_relation": range(5), "patchwise_relation": range(5), "gamma_depth": range(3),
-              "sharing": range(3), STEP_SIZE: range(1)}
+              "sharing": range(3), STEP_SIZE: range(1), TRAINING_LENGTH: range(3)}
 """Seeds of each experiment of :data:`FAIR`: 8 for the comparison, 5 for the ablations the verdicts
-hinge on (footprint, position encoding, relations), 3 for the others; one tuning run per network
+hinge on (footprint, position encoding, relations), 3 for the others and for the training-length
+check (:data:`LONGER_EPOCHS`); one tuning run per network
 and step size (at the task's ``tune_seed``: its data, weights and batch order)."""
 
 FAIR_NETWORKS = _fair_entries()

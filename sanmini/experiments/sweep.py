@@ -58,13 +58,14 @@ TASKS = {"": TASK, "textures": TEXTURES}
 def task_of(config: Config, task=None) -> Task:
     """The task ``config`` trains on: ``task`` if it is a :class:`.task.Task` (every config then
     trains on it: a smaller task in tests), ``task[config.task]`` if it is a mapping, else the
-    registered :data:`TASKS` entry."""
-    if isinstance(task, Task):
-        return task
-    tasks = TASKS if task is None else {**TASKS, **task}
-    if config.task not in tasks:
-        raise ValueError(f"no task {config.task!r} (config {config.name}); known: {sorted(tasks)}")
-    return tasks[config.task]
+    registered :data:`TASKS` entry; for a run trained for other epochs (``config.epochs``), that
+    task with its ``epochs``."""
+    if not isinstance(task, Task):
+        tasks = TASKS if task is None else {**TASKS, **task}
+        if config.task not in tasks:
+            raise ValueError(f"no task {config.task!r} (config {config.name}); known: {sorted(tasks)}")
+        task = tasks[config.task]
+    return task if config.epochs is None else dataclasses.replace(task, epochs=config.epochs)
 
 
 def _viewed(config_or_entry) -> tuple:
@@ -156,7 +157,8 @@ def measure_network(config: Config, seed: int, data, task: Task = TASK,
                     views: bool = True) -> tuple[torch.nn.Module, dict]:
     """Train ``config`` at ``seed`` on the task and measure it: parameters, multiply-adds at the
     task's image size, training seconds, the last epoch's training loss and top-1 (see
-    :func:`.task.fit`), top-1 on the upright validation images and, with ``views``, on every view
+    :func:`.task.fit`; every epoch's for a run trained for other epochs than its task's,
+    ``config.epochs``, whose ``task`` is then :func:`task_of`'s), top-1 on the upright validation images and, with ``views``, on every view
     of ``task.views`` (and per class of ``task.per_class_views``). A task that chooses step sizes
     (``task.lr_grid``) trains at the one chosen for ``config`` (``task.lr_of``) and records it as
     ``lr``; a task that redraws its training set records the seed it was drawn from as
@@ -169,12 +171,14 @@ def measure_network(config: Config, seed: int, data, task: Task = TASK,
     from ..train import seed_everything
 
     (train_x, train_y), (val_x, val_y) = data
+    if config.epochs is not None:
+        task = dataclasses.replace(task, epochs=config.epochs)
     seed_everything(seed)
     model = config.build(task.num_classes)
     metrics = {"parameters": sum(p.numel() for p in model.parameters()),
                "multiply_adds": count_flops(model, (1, 3, task.image_size, task.image_size))}
     lr = config.tune_lr if config.tune_lr is not None else task.lr_of(config.key)
-    metrics.update(fit(model, train_x, train_y, seed, task, lr=lr))
+    metrics.update(fit(model, train_x, train_y, seed, task, lr=lr, curve=config.epochs is not None))
     if task.lr_grid or config.tune_lr is not None:
         metrics["lr"] = lr
     if config.tune_lr is not None:
@@ -499,13 +503,16 @@ def expected_metrics(entry: Entry, attacked_images: int, attacks: dict = ATTACKS
     only if some images were attacked). For a config of the fair sweep's task (``config.task``
     set, read from :data:`TASKS`) also the last epoch's training loss and top-1, the step size it
     trained at (a task with ``lr_grid``), the seed its training set was drawn from (a task that
-    redraws it), the task's views and per-class views; a tuning run has its holdout top-1 and loss
+    redraws it), every epoch's training loss and top-1 for a run trained for other epochs than
+    its task's (``config.epochs``), the task's views and per-class views; a tuning run has its holdout top-1 and loss
     instead of views."""
     config = entry.config
     names = {"parameters", "multiply_adds", "train_seconds"}
     if config.task:
         task = TASKS[config.task]
         names |= {"train_loss", "train_top1"}
+        if config.epochs is not None:
+            names |= {f"train_{m}_epoch{k}" for m in ("loss", "top1") for k in range(1, config.epochs + 1)}
         if config.tune_lr is not None:
             return names | {"lr", "holdout_top1", "holdout_loss"}
         names |= {"lr"} if task.lr_grid else set()
@@ -666,13 +673,14 @@ def _in_pool(todo: list, compute, arguments, jobs: int, done) -> None:
 
 
 def tuned_as(config: Config, entries) -> Config:
-    """The network whose tuning runs choose ``config``'s step size: ``config`` itself if
-    ``entries`` hold tuning runs of it, else its model's default network of the plan (an ablation's
+    """The network whose tuning runs choose ``config``'s step size: ``config``'s network itself
+    (:attr:`.plan.Config.network`: a run trained for longer borrows its network's) if ``entries``
+    hold tuning runs of it, else its model's default network of the plan (an ablation's
     variant trains at the step size chosen for the network it varies, :data:`.plan.FAIR`) if
     ``entries`` hold tuning runs of that, else ``config``."""
     tuned = {e.config.base for e in entries if e.config.tune_lr is not None}
-    if config in tuned:
-        return config
+    if config.network in tuned:
+        return config.network
     with contextlib.suppress(KeyError, ValueError):
         default = Config.of(config.model, config.task)
         if default in tuned:

@@ -201,14 +201,16 @@ def load_tuning(task: Task, normalize: bool = True):
 
 
 def fit(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, seed: int, task: Task = TASK,
-        lr: float | None = None) -> dict:
+        lr: float | None = None, curve: bool = False) -> dict:
     """Train ``model`` in place on (images (N, 3, S, S), labels (N,)) with the paper's recipe
     (SGD, momentum, weight decay on every parameter, label smoothing, cosine step size per epoch);
     ``seed`` fixes the order of the batches. Returns ``{"train_seconds": ..., "train_loss": ...,
     "train_top1": ...}``: the seconds it took, and the mean loss (label-smoothed, as trained on)
     and top-1 (%) over the images of the last epoch, each as the network was on its batch (in
     training mode, before that batch's step): read off the training's own forward passes.
-    ``lr``: the step size per 256 images (default ``task.lr``)."""
+    ``lr``: the step size per 256 images (default ``task.lr``). With ``curve``, every epoch's
+    too: ``train_loss_epoch<k>`` and ``train_top1_epoch<k>``, k = 1 .. ``task.epochs`` (the
+    last equal to ``train_loss`` and ``train_top1``)."""
     from ..train import SmoothedCrossEntropy, make_optimizer, make_scheduler, step_size
 
     steps_per_epoch = -(-len(images) // task.batch_size)
@@ -219,8 +221,9 @@ def fit(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, seed: int,
     order = torch.Generator().manual_seed(seed)
     start = time.perf_counter()
     model.train()
-    loss_sum, correct = 0.0, 0                         # over the last epoch's images
-    for epoch in range(task.epochs):
+    history = {}
+    for epoch in range(1, task.epochs + 1):
+        loss_sum, correct = 0.0, 0                     # over this epoch's images
         for batch in torch.randperm(len(images), generator=order).split(task.batch_size):
             logits = model(images[batch])
             loss = criterion(logits, labels[batch])
@@ -228,11 +231,13 @@ def fit(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, seed: int,
             loss.backward()
             optimizer.step()
             scheduler.step()
-            if epoch == task.epochs - 1:
-                loss_sum += loss.item() * len(batch)
-                correct += int((logits.detach().argmax(1) == labels[batch]).sum())
-    return {"train_seconds": time.perf_counter() - start, "train_loss": loss_sum / len(images),
-            "train_top1": 100.0 * correct / len(images)}
+            loss_sum += loss.item() * len(batch)
+            correct += int((logits.detach().argmax(1) == labels[batch]).sum())
+        history[f"train_loss_epoch{epoch}"] = loss_sum / len(images)
+        history[f"train_top1_epoch{epoch}"] = 100.0 * correct / len(images)
+    out = {"train_seconds": time.perf_counter() - start, "train_loss": history[f"train_loss_epoch{task.epochs}"],
+           "train_top1": history[f"train_top1_epoch{task.epochs}"]}
+    return {**out, **history} if curve else out
 
 
 @torch.no_grad()
