@@ -72,6 +72,12 @@ def test_the_ablations_as_the_paper_ran_them():
     assert next(e.config for e in FAIR if (e.experiment, e.variant) == ("footprint", "7")) == default
     assert {e.config for e in FAIR if e.experiment == "position_encoding"} == \
         {default, Config.of("san10_pairwise", "textures", position_encoding=False)}
+    # The training-length check: the comparison's four networks, each trained twice as long.
+    compared = [e for e in FAIR if e.experiment == "comparison"]
+    longer = [e for e in FAIR if e.experiment == plan.TRAINING_LENGTH]
+    assert [(e.label, e.config.network, e.config.epochs) for e in longer] == \
+        [(e.label, e.config, 2 * task.TEXTURES.epochs) for e in compared]
+    assert list(FAIR_SEEDS[plan.TRAINING_LENGTH]) == list(FAIR_SEEDS["comparison"])
 
 
 def test_seeds_per_experiment_and_a_tuning_run_per_network_and_step_size():

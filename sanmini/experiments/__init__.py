@@ -1,7 +1,7 @@
 """What Zhao et al. (CVPR 2020) found, rebuilt at small scale: the comparison of SAN10 pairwise,
 SAN10 patchwise and ResNet26, the ablations (relation, footprint, position encoding, depth of
 gamma, shared transformations) and the robustness tests (rotated and flipped images, FGSM and PGD),
-with seeds.
+with seeds, and a check of the training length (the comparison's networks trained twice as long).
 
 Two plans: the fair sweep recorded in ``book/results/experiments.csv`` (:data:`FAIR`,
 :data:`TEXTURES`, :data:`FAIR_ATTACKS`, :data:`FAIR_SEEDS`: what chapter 5b reads), which
