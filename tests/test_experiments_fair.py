@@ -87,7 +87,7 @@ def test_seeds_per_experiment_and_a_tuning_run_per_network_and_step_size():
     assert all(len(FAIR_SEEDS[x]) >= 3 for x in plan.FAIR_EXPERIMENTS if x != STEP_SIZE)
     compared = {e.config for e in FAIR_NETWORKS if e.experiment == "comparison"}
     tuning = [e for e in FAIR if e.experiment == STEP_SIZE]
-    assert {(e.config.base, e.config.tune_lr) for e in tuning} == {(c, lr) for c in compared for lr in (0.1, 0.2, 0.4, 0.8)}
+    assert {(e.config.network, e.config.tune_lr) for e in tuning} == {(c, lr) for c in compared for lr in (0.1, 0.2, 0.4, 0.8)}
     for entry in FAIR_NETWORKS:               # every other network trains at the step size of the one it varies
         source = sweep.tuned_as(entry.config, FAIR)
         assert source in compared and source.model == entry.config.model
@@ -292,6 +292,8 @@ def test_a_run_trained_for_longer_borrows_its_networks_step_size_and_records_eve
     longer = net.trained_for(3)
     assert longer.network == net and longer.epochs == 3 and net.epochs is None and "epochs=3" in longer.name
     assert Config.of("resnet26", t, width=8, ).trained_for(3).trained_for(2).epochs == 2
+    assert longer.run_task(TINY) == dataclasses.replace(TINY, epochs=3) and net.run_task(TINY) is TINY
+    assert longer.tuned(0.1).network == net          # what a tuning run tunes: the network alone
     tiny = dataclasses.replace(TINY, lr_grid=(0.1, 0.4))
     entries = [Entry(plan.TRAINING_LENGTH, "3", "ResNet26", longer)] + plan.tuning_entries(
         [Entry("comparison", "main", "ResNet26", net)], tiny.lr_grid)

@@ -95,7 +95,7 @@ def _selected(args):
         return entries, range(args.seeds or 5), sweep.ATTACKS
     networks = [e for e in FAIR if e.experiment != STEP_SIZE and (args.only is None or e.experiment in args.only)]
     wanted = {sweep.tuned_as(e.config, FAIR) for e in networks}
-    tuning = [e for e in FAIR if e.experiment == STEP_SIZE and e.config.base in wanted]
+    tuning = [e for e in FAIR if e.experiment == STEP_SIZE and e.config.network in wanted]
     seeds = dict(FAIR_SEEDS) if args.seeds is None else {x: range(args.seeds) for x in FAIR_SEEDS}
     seeds[STEP_SIZE] = FAIR_SEEDS[STEP_SIZE]
     return networks + tuning, seeds, FAIR_ATTACKS

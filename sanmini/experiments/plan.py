@@ -29,9 +29,9 @@ The networks (``sanmini.create`` with these overrides, 10 classes):
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
-from .task import TEXTURES
+from .task import TEXTURES, Task
 
 # Every override spelled out, so that a variant equal to the default is the same Config.
 SAN = {"width": 16, "share_planes": 4, "kernels": (3, 3, 3, 3, 3), "gamma_layers": 2, "backend": "cpu"}
@@ -84,14 +84,15 @@ class Config:
         return Config(self.model, tuple(sorted(self.network.overrides + (("epochs", epochs),))), self.task)
 
     @property
-    def base(self) -> "Config":
-        """The network a tuning run tunes (itself for a network)."""
-        return Config(self.model, tuple(kv for kv in self.overrides if kv[0] != "tune_lr"), self.task)
-
-    @property
     def network(self) -> "Config":
-        """The network alone, without how a run of it trains (``tune_lr``, ``epochs``)."""
+        """The network alone, without how a run of it trains (``tune_lr``, ``epochs``): the network
+        a tuning run tunes, or a longer run trains; itself for a network."""
         return Config(self.model, tuple(kv for kv in self.overrides if kv[0] not in RUN_SETTINGS), self.task)
+
+    def run_task(self, task: Task) -> Task:
+        """``task`` (a :class:`.task.Task`) as this run trains on it: with this run's ``epochs``
+        when it sets them (:meth:`trained_for`), else unchanged."""
+        return task if self.epochs is None else replace(task, epochs=self.epochs)
 
     @property
     def tune_lr(self) -> float | None:

@@ -65,7 +65,7 @@ def task_of(config: Config, task=None) -> Task:
         if config.task not in tasks:
             raise ValueError(f"no task {config.task!r} (config {config.name}); known: {sorted(tasks)}")
         task = tasks[config.task]
-    return task if config.epochs is None else dataclasses.replace(task, epochs=config.epochs)
+    return config.run_task(task)
 
 
 def _viewed(config_or_entry) -> tuple:
@@ -171,8 +171,7 @@ def measure_network(config: Config, seed: int, data, task: Task = TASK,
     from ..train import seed_everything
 
     (train_x, train_y), (val_x, val_y) = data
-    if config.epochs is not None:
-        task = dataclasses.replace(task, epochs=config.epochs)
+    task = config.run_task(task)
     seed_everything(seed)
     model = config.build(task.num_classes)
     metrics = {"parameters": sum(p.numel() for p in model.parameters()),
@@ -678,7 +677,7 @@ def tuned_as(config: Config, entries) -> Config:
     hold tuning runs of it, else its model's default network of the plan (an ablation's
     variant trains at the step size chosen for the network it varies, :data:`.plan.FAIR`) if
     ``entries`` hold tuning runs of that, else ``config``."""
-    tuned = {e.config.base for e in entries if e.config.tune_lr is not None}
+    tuned = {e.config.network for e in entries if e.config.tune_lr is not None}
     if config.network in tuned:
         return config.network
     with contextlib.suppress(KeyError, ValueError):
