@@ -41,11 +41,14 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+import torch.utils._pytree as pytree
+from torch.utils._python_dispatch import TorchDispatchMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -85,6 +88,91 @@ GROUPS = {
     "optimizer": ("aten::_foreach", "Optimizer.step"),
 }
 """Profiler operator names (prefixes) of each group; the rest is "other"."""
+
+
+class Traffic(TorchDispatchMode):
+    """Counts the bytes each operator call reads and writes: every distinct tensor among its
+    arguments and results, counted once per call, at the bytes its elements span (a broadcast
+    dimension, stride 0, counted once). Views (results that alias an argument, nothing written)
+    and allocations (``empty``) move nothing and are skipped. The SAN operators count their own
+    arguments and results only (what their Numba kernels keep inside is not seen). An estimate of
+    the memory traffic of an unfused step, not a measurement: a tensor that stays in a cache between
+    two operators is counted twice, a kernel that reads an input twice once."""
+
+    SKIP = {"aten::empty", "aten::empty_like", "aten::empty_strided", "aten::new_empty",
+            "aten::new_empty_strided"}
+
+    def __init__(self):
+        super().__init__()
+        self.bytes: dict[str, int] = {}
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        schema = func._schema
+        name = schema.name
+        aliases = [r.alias_info for r in schema.returns if r.alias_info is not None]
+        if name in self.SKIP or (aliases and not any(a.is_write for a in aliases)):
+            return out
+        seen, total = set(), 0
+        for t in pytree.tree_leaves((args, kwargs or {}, out)):
+            if not isinstance(t, torch.Tensor) or t.numel() == 0:
+                continue
+            key = (t.data_ptr(), t.shape, t.stride())
+            if key in seen:
+                continue
+            seen.add(key)
+            spanned = 1
+            for size, stride in zip(t.shape, t.stride()):
+                spanned *= size if stride != 0 else 1
+            total += spanned * t.element_size()
+        self.bytes[name] = self.bytes.get(name, 0) + total
+        return out
+
+
+def copy_rate(megabytes: int = 256, repeats: int = 5) -> float:
+    """Bytes per second that torch's ``copy_`` of ``megabytes`` reads and writes (2 x the tensor),
+    fastest of ``repeats``, on the threads set (:func:`common.set_threads`)."""
+    src = torch.ones(megabytes * 2 ** 18)
+    dst = torch.empty_like(src)
+    dst.copy_(src)
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        dst.copy_(src)
+        best = min(best, time.perf_counter() - start)
+    return 2 * src.numel() * src.element_size() / best
+
+
+def traffic(config: str, args, rows: list, rate: float) -> list[str]:
+    """The estimated memory traffic of one step of each network of ``config`` (:class:`Traffic`;
+    SANs in ``ops`` mode), in bytes per multiply-add, and the time it would take at this machine's
+    copy rate on one thread, against the step's measured time (``rows``)."""
+    spec = CONFIGS[config]
+    common.set_threads(1)
+    x = torch.randn(args.batch, 3, args.size, args.size)
+    y = torch.randint(0, spec["classes"], (args.batch,))
+    lines = []
+    for label, (name, overrides) in spec["networks"].items():
+        mode = "ops" if name.startswith("san") else "eager"
+        torch.manual_seed(0)
+        step = trainer(build(name, overrides, spec["classes"], mode), x, y, False)
+        step()
+        counter = Traffic()
+        with counter:
+            step()
+        total = sum(counter.bytes.values())
+        row = next(r for r in rows if r.config == config and r.network == label and r.mode == mode)
+        groups = dict.fromkeys(list(GROUPS) + ["other"], 0)
+        for key, b in counter.bytes.items():
+            groups[next((g for g, p in GROUPS.items() if any(key.startswith(q) for q in p)), "other")] += b
+        parts = ", ".join(f"{g} {100 * b / total:.0f}%" for g, b in groups.items())
+        at_rate = 1000 * total / rate
+        share = (f", {100 * at_rate / row.ms[1]:.0f}% of the step's {row.ms[1]:.0f} ms on one thread"
+                 if 1 in row.ms else "")
+        lines.append(f"- {config}, {label} ({mode}): {total / 1e9:.2f} GB read and written by the operators of "
+                     f"one step, {total / (args.batch * row.madds):.1f} bytes per multiply-add; at the copy rate "
+                     f"{at_rate:.0f} ms{share}; by group: {parts}.")
+    return lines
 
 
 @dataclass
@@ -234,6 +322,8 @@ def main() -> None:
     parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=True,
                         help="also time torch.compile of each network (compiling takes minutes on a CPU)")
     parser.add_argument("--profile", action=argparse.BooleanOptionalAction, default=True)
+    parser.add_argument("--traffic", action=argparse.BooleanOptionalAction, default=True,
+                        help="estimate each network's memory traffic per step (class Traffic)")
     parser.add_argument("--write", action="store_true", help="update bench/RESULTS.md (this section)")
     args = parser.parse_args()
     for name in ("batch", "size", "repeats"):
@@ -245,13 +335,22 @@ def main() -> None:
     common.verify_cpu_peak_method()
     rows = [row for config in args.configs for row in measure(config, args)]
     profiled = [line for config in args.configs for line in profile(config, args)] if args.profile else []
+    moved = []
+    if args.traffic:
+        common.set_threads(1)
+        rate = copy_rate()
+        moved = [f"Copy rate of this machine, one thread (torch's `copy_` of 256 MB, bytes read and written): "
+                 f"{rate / 1e9:.1f} GB/s.\n"]
+        moved += [line for config in args.configs for line in traffic(config, args, rows, rate)]
     command = "python bench/book_scale.py " + " ".join(sys.argv[1:])
     lines = [f"- Batch {args.batch}, {args.size} x {args.size}; fastest of {args.repeats} steps, the networks and "
              f"modes taking turns; threads {', '.join(map(str, args.threads))} (torch and Numba); command: "
              f"`{command.strip()}`"]
     text = "\n\n".join([HEADING, common.header(f"{common.cpu_model()}, {os.cpu_count()} cores", lines, load_at_start),
                         table(rows, args.threads)] + (["Where the time of one step goes:\n\n" + "\n".join(profiled)]
-                                                      if profiled else []))
+                                                      if profiled else [])
+                       + (["Memory traffic of one step (estimated, class Traffic):\n\n" + "\n".join(moved)]
+                          if moved else []))
     print(text)
     if args.write:
         common.write_section(HEADING, text, {})
