@@ -34,6 +34,11 @@ thread (:func:`sanmini.memory.peak_bytes`).
 step's time goes: torch's profiler's self CPU time of each operator, summed into the groups of
 :data:`GROUPS` (the shares of one profiled step on this machine, not a rule).
 
+``--traffic`` adds, for each network of the configuration (SANs in ``ops`` mode), the bytes that
+one step's operators read and write (:mod:`sanmini.traffic`, an estimate that does not depend on
+the machine), per multiply-add, and the time that traffic would take at this machine's copy rate
+on one thread (``copy_`` of 256 MB, :func:`copy_rate`), against the step's fastest time.
+
 ``python bench/book_scale.py --write`` replaces this bench's section of ``bench/RESULTS.md``.
 """
 from __future__ import annotations
@@ -47,8 +52,6 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-import torch.utils._pytree as pytree
-from torch.utils._python_dispatch import TorchDispatchMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -58,6 +61,7 @@ import sanmini  # noqa: E402
 from sanmini.experiments.plan import FAIR_DEFAULTS  # noqa: E402
 from sanmini.memory import peak_bytes  # noqa: E402
 from sanmini.timing import take_turns  # noqa: E402
+from sanmini.traffic import TrafficCounter  # noqa: E402
 
 HEADING = "## Training step at the book's scale: CPU, SAN10 per multiply-add against ResNet26"
 
@@ -90,45 +94,6 @@ GROUPS = {
 """Profiler operator names (prefixes) of each group; the rest is "other"."""
 
 
-class Traffic(TorchDispatchMode):
-    """Counts the bytes each operator call reads and writes: every distinct tensor among its
-    arguments and results, counted once per call, at the bytes its elements span (a broadcast
-    dimension, stride 0, counted once). Views (results that alias an argument, nothing written)
-    and allocations (``empty``) move nothing and are skipped. The SAN operators count their own
-    arguments and results only (what their Numba kernels keep inside is not seen). An estimate of
-    the memory traffic of an unfused step, not a measurement: a tensor that stays in a cache between
-    two operators is counted twice, a kernel that reads an input twice once."""
-
-    SKIP = {"aten::empty", "aten::empty_like", "aten::empty_strided", "aten::new_empty",
-            "aten::new_empty_strided"}
-
-    def __init__(self):
-        super().__init__()
-        self.bytes: dict[str, int] = {}
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        out = func(*args, **(kwargs or {}))
-        schema = func._schema
-        name = schema.name
-        aliases = [r.alias_info for r in schema.returns if r.alias_info is not None]
-        if name in self.SKIP or (aliases and not any(a.is_write for a in aliases)):
-            return out
-        seen, total = set(), 0
-        for t in pytree.tree_leaves((args, kwargs or {}, out)):
-            if not isinstance(t, torch.Tensor) or t.numel() == 0:
-                continue
-            key = (t.data_ptr(), t.shape, t.stride())
-            if key in seen:
-                continue
-            seen.add(key)
-            spanned = 1
-            for size, stride in zip(t.shape, t.stride()):
-                spanned *= size if stride != 0 else 1
-            total += spanned * t.element_size()
-        self.bytes[name] = self.bytes.get(name, 0) + total
-        return out
-
-
 def copy_rate(megabytes: int = 256, repeats: int = 5) -> float:
     """Bytes per second that torch's ``copy_`` of ``megabytes`` reads and writes (2 x the tensor),
     fastest of ``repeats``, on the threads set (:func:`common.set_threads`)."""
@@ -144,7 +109,7 @@ def copy_rate(megabytes: int = 256, repeats: int = 5) -> float:
 
 
 def traffic(config: str, args, rows: list, rate: float) -> list[str]:
-    """The estimated memory traffic of one step of each network of ``config`` (:class:`Traffic`;
+    """The estimated memory traffic of one step of each network of ``config`` (:mod:`sanmini.traffic`;
     SANs in ``ops`` mode), in bytes per multiply-add, and the time it would take at this machine's
     copy rate on one thread, against the step's measured time (``rows``)."""
     spec = CONFIGS[config]
@@ -157,7 +122,7 @@ def traffic(config: str, args, rows: list, rate: float) -> list[str]:
         torch.manual_seed(0)
         step = trainer(build(name, overrides, spec["classes"], mode), x, y, False)
         step()
-        counter = Traffic()
+        counter = TrafficCounter()
         with counter:
             step()
         total = sum(counter.bytes.values())
@@ -323,7 +288,7 @@ def main() -> None:
                         help="also time torch.compile of each network (compiling takes minutes on a CPU)")
     parser.add_argument("--profile", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--traffic", action=argparse.BooleanOptionalAction, default=True,
-                        help="estimate each network's memory traffic per step (class Traffic)")
+                        help="estimate each network's memory traffic per step (sanmini.traffic)")
     parser.add_argument("--write", action="store_true", help="update bench/RESULTS.md (this section)")
     args = parser.parse_args()
     for name in ("batch", "size", "repeats"):
@@ -349,7 +314,7 @@ def main() -> None:
     text = "\n\n".join([HEADING, common.header(f"{common.cpu_model()}, {os.cpu_count()} cores", lines, load_at_start),
                         table(rows, args.threads)] + (["Where the time of one step goes:\n\n" + "\n".join(profiled)]
                                                       if profiled else [])
-                       + (["Memory traffic of one step (estimated, class Traffic):\n\n" + "\n".join(moved)]
+                       + (["Memory traffic of one step (estimated by sanmini.traffic):\n\n" + "\n".join(moved)]
                           if moved else []))
     print(text)
     if args.write:
