@@ -77,6 +77,11 @@ CONFIGS = {
 }
 """Each configuration's networks: label -> (``sanmini.create`` name, overrides)."""
 
+TARGETS = {"SAN10 pairwise": 1.5, "SAN10 patchwise": 1.2}
+"""The project's targets for a SAN10 step at the book's scale with the paper's footprints (the
+``sweep`` configuration): at most this many times the ResNet26's time per multiply-add, on one
+thread and on two."""
+
 GROUPS = {
     "SAN kernels (aggregation, subtraction, fused)": ("sanmini::",),
     "convolutions (1x1 and stem)": ("aten::convolution", "aten::_convolution", "aten::mkldnn_convolution",
@@ -134,6 +139,11 @@ def traffic(config: str, args, rows: list, rate: float) -> list[str]:
         at_rate = 1000 * total / rate
         share = (f", {100 * at_rate / row.ms[1]:.0f}% of the step's {row.ms[1]:.0f} ms on one thread"
                  if 1 in row.ms else "")
+        resnet = next(r for r in rows if r.config == config and r.network == "ResNet26" and r.mode == "eager")
+        if config == "sweep" and label in TARGETS and 1 in row.ms:
+            allowed = TARGETS[label] * resnet.ms[1] / resnet.madds * row.madds
+            share += (f"; the target of {TARGETS[label]} times the ResNet26's time per multiply-add allows a "
+                      f"step {allowed:.0f} ms, of which the traffic at the copy rate is {100 * at_rate / allowed:.0f}%")
         lines.append(f"- {config}, {label} ({mode}): {total / 1e9:.2f} GB read and written by the operators of "
                      f"one step, {total / (args.batch * row.madds):.1f} bytes per multiply-add; at the copy rate "
                      f"{at_rate:.0f} ms{share}; by group: {parts}.")
