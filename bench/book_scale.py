@@ -113,20 +113,30 @@ def copy_rate(megabytes: int = 256, repeats: int = 5) -> float:
     return 2 * src.numel() * src.element_size() / best
 
 
-def traffic(config: str, args, rows: list, rate: float) -> list[str]:
-    """The estimated memory traffic of one step of each network of ``config`` (:mod:`sanmini.traffic`;
-    SANs in ``ops`` mode), in bytes per multiply-add, and the time it would take at this machine's
-    copy rate on one thread, against the step's measured time (``rows``)."""
+def warm_steps(config: str, args, sans_only: bool):
+    """Yield (label, mode, step) for each network of ``config`` (a SAN in ``ops`` mode, the ResNet
+    eager; with ``sans_only`` the SANs only), on one thread, built from seed 0 for one random
+    batch, after two warm-up steps (Numba loads its kernels)."""
     spec = CONFIGS[config]
     common.set_threads(1)
     x = torch.randn(args.batch, 3, args.size, args.size)
     y = torch.randint(0, spec["classes"], (args.batch,))
-    lines = []
     for label, (name, overrides) in spec["networks"].items():
+        if sans_only and not name.startswith("san"):
+            continue
         mode = "ops" if name.startswith("san") else "eager"
         torch.manual_seed(0)
         step = trainer(build(name, overrides, spec["classes"], mode), x, y, False)
-        step()
+        step(), step()
+        yield label, mode, step
+
+
+def traffic(config: str, args, rows: list, rate: float) -> list[str]:
+    """The estimated memory traffic of one step of each network of ``config`` (:mod:`sanmini.traffic`;
+    SANs in ``ops`` mode), in bytes per multiply-add, and the time it would take at this machine's
+    copy rate on one thread, against the step's measured time (``rows``)."""
+    lines = []
+    for label, mode, step in warm_steps(config, args, sans_only=False):
         counter = TrafficCounter()
         with counter:
             step()
@@ -244,17 +254,8 @@ def profile(config: str, args) -> list[str]:
     from torch.profiler import ProfilerActivity
     from torch.profiler import profile as torch_profile
 
-    spec = CONFIGS[config]
-    common.set_threads(1)
-    x = torch.randn(args.batch, 3, args.size, args.size)
-    y = torch.randint(0, spec["classes"], (args.batch,))
     lines = []
-    for label, (name, overrides) in spec["networks"].items():
-        if not name.startswith("san"):
-            continue
-        torch.manual_seed(0)
-        step = trainer(build(name, overrides, spec["classes"], "ops"), x, y, False)
-        step(), step()
+    for label, _, step in warm_steps(config, args, sans_only=True):
         with torch_profile(activities=[ProfilerActivity.CPU]) as prof:
             step()
         events = [e for e in prof.key_averages() if e.self_cpu_time_total > 0]
