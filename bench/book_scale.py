@@ -99,6 +99,11 @@ GROUPS = {
 """Profiler operator names (prefixes) of each group; the rest is "other"."""
 
 
+def group_of(operator: str) -> str:
+    """The group of :data:`GROUPS` an operator's name (``"aten::bmm"``) falls in, or "other"."""
+    return next((g for g, prefixes in GROUPS.items() if operator.startswith(prefixes)), "other")
+
+
 def copy_rate(megabytes: int = 256, repeats: int = 5) -> float:
     """Bytes per second that torch's ``copy_`` of ``megabytes`` reads and writes (2 x the tensor),
     fastest of ``repeats``, on the threads set (:func:`common.set_threads`)."""
@@ -135,6 +140,7 @@ def traffic(config: str, args, rows: list, rate: float) -> list[str]:
     """The estimated memory traffic of one step of each network of ``config`` (:mod:`sanmini.traffic`;
     SANs in ``ops`` mode), in bytes per multiply-add, and the time it would take at this machine's
     copy rate on one thread, against the step's measured time (``rows``)."""
+    resnet = next(r for r in rows if r.config == config and r.network == "ResNet26" and r.mode == "eager")
     lines = []
     for label, mode, step in warm_steps(config, args, sans_only=False):
         counter = TrafficCounter()
@@ -144,12 +150,11 @@ def traffic(config: str, args, rows: list, rate: float) -> list[str]:
         row = next(r for r in rows if r.config == config and r.network == label and r.mode == mode)
         groups = dict.fromkeys(list(GROUPS) + ["other"], 0)
         for key, b in counter.bytes.items():
-            groups[next((g for g, p in GROUPS.items() if any(key.startswith(q) for q in p)), "other")] += b
+            groups[group_of(key)] += b
         parts = ", ".join(f"{g} {100 * b / total:.0f}%" for g, b in groups.items())
         at_rate = 1000 * total / rate
         share = (f", {100 * at_rate / row.ms[1]:.0f}% of the step's {row.ms[1]:.0f} ms on one thread"
                  if 1 in row.ms else "")
-        resnet = next(r for r in rows if r.config == config and r.network == "ResNet26" and r.mode == "eager")
         if config == "sweep" and label in TARGETS and 1 in row.ms:
             allowed = TARGETS[label] * resnet.ms[1] / resnet.madds * row.madds
             share += (f"; the target of {TARGETS[label]} times the ResNet26's time per multiply-add allows a "
@@ -262,8 +267,7 @@ def profile(config: str, args) -> list[str]:
         total = sum(e.self_cpu_time_total for e in events)
         shares = dict.fromkeys(list(GROUPS) + ["other"], 0.0)
         for e in events:
-            group = next((g for g, prefixes in GROUPS.items() if any(e.key.startswith(p) for p in prefixes)), "other")
-            shares[group] += e.self_cpu_time_total
+            shares[group_of(e.key)] += e.self_cpu_time_total
         calls = sum(e.count for e in events)
         parts = ", ".join(f"{g} {100 * t / total:.0f}%" for g, t in shares.items())
         lines.append(f"- {config}, {label} (ops, one thread): {total / 1000:.0f} ms of operator time in "
