@@ -32,7 +32,7 @@ import warnings
 import torch
 from torch import nn
 
-from ..nn import Aggregation, PairwiseAttention, PatchwiseAttention, Subtraction, Subtraction2
+from ..nn import Aggregation, MaxPool2x2, PairwiseAttention, PatchwiseAttention, Subtraction, Subtraction2
 from ..nn.operators import Unfold
 from ..nn.pointwise import Pointwise
 
@@ -58,6 +58,7 @@ COUNTERS = {
     nn.BatchNorm2d: lambda m, i, o: 2 * o.numel(),
     nn.ReLU: lambda m, i, o: o.numel(),
     nn.MaxPool2d: lambda m, i, o: i[0].numel(),
+    MaxPool2x2: lambda m, i, o: i[0].numel(),
     nn.AdaptiveAvgPool2d: lambda m, i, o: i[0].numel(),
     nn.AvgPool2d: lambda m, i, o: i[0].numel(),
     nn.Linear: lambda m, i, o: i[0].numel() // m.in_features * m.in_features * m.out_features,

@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..nn import SANBlock
+from ..nn import MaxPool2x2, SANBlock
 from ..nn.checks import check_int, check_ints
 
 STAGE_WIDTHS = (1, 4, 8, 16, 32)   # times the stem width: 64, 256, 512, 1024, 2048
@@ -44,7 +44,7 @@ class SAN(nn.Module):
                 for _ in range(blocks)]))
             in_planes = planes
         self.relu = nn.ReLU(inplace=True)
-        self.pool = nn.MaxPool2d(kernel_size=2, stride=2)
+        self.pool = MaxPool2x2(backend=attention_kwargs.get("backend", "auto"))
         self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
         self.fc = nn.Linear(in_planes, num_classes)
         self.min_input_size = self._smallest_input()

@@ -8,8 +8,9 @@ from .pairwise import PairwiseAttention
 from .patchwise import RELATIONS as PATCHWISE_RELATIONS
 from .patchwise import PatchwiseAttention
 from .pointwise import Pointwise
+from .pool import MaxPool2x2
 from .position import position_grid
 
 __all__ = ["PairwiseAttention", "PatchwiseAttention", "SANBlock", "FixedAggregation", "PAIRWISE_RELATIONS",
            "PATCHWISE_RELATIONS", "Aggregation", "Subtraction", "Subtraction2", "Unfold", "gamma",
-           "Pointwise", "position_grid", "same_padding", "set_backend"]
+           "Pointwise", "MaxPool2x2", "position_grid", "same_padding", "set_backend"]

@@ -14,6 +14,7 @@ from .. import ops
 from ..ops import reference
 from ..ops.geometry import make_window
 from .checks import check_choice, check_int
+from .pool import MaxPool2x2
 
 
 def same_padding(kernel_size: int, dilation: int = 1) -> int:
@@ -77,10 +78,10 @@ class Unfold(_Footprint):
 
 
 def set_backend(model: nn.Module, backend: str) -> nn.Module:
-    """Run every SAN operator of ``model`` on ``backend`` (``"auto"``, ``"torch"``, ``"cpu"``, ``"cuda"``)."""
+    """Run every SAN operator and SAN max-pool (:class:`sanmini.nn.MaxPool2x2`) of ``model`` on ``backend`` (``"auto"``, ``"torch"``, ``"cpu"``, ``"cuda"``)."""
     if backend not in ops.geometry.BACKENDS:
         raise ValueError(f"backend must be one of {ops.geometry.BACKENDS}, got {backend!r}")
     for module in model.modules():
-        if isinstance(module, _Footprint):
+        if isinstance(module, (_Footprint, MaxPool2x2)):
             module.backend = backend
     return model
