@@ -17,7 +17,10 @@ Configurations (:data:`CONFIGS`):
 
 Modes of a SAN: ``ops`` (eager, Numba's CPU kernels, ``backend="cpu"``), ``ops-conv`` (``ops`` with
 gamma's 1 x 1 maps as ``nn.Conv2d``, as they were computed before :class:`sanmini.nn.Pointwise`: the
-baseline of that change, in the same run), ``fused`` (``ops`` with
+baseline of that change, in the same run), ``ops-before`` (``ops`` as it was before the SAN's
+max-pool ran on :func:`sanmini.ops.max_pool2x2` and phi, psi, beta on one convolution,
+:func:`sanmini.nn.maps.one_pass`: torch's ``nn.MaxPool2d`` and three ``nn.Conv2d`` calls; the
+baseline of those changes, in the same run), ``fused`` (``ops`` with
 each pairwise layer's weight branch and aggregation as one operator, ``fused=True``; pairwise only)
 and ``compile`` (``torch.compile`` of the ``ops`` model, ``--compile``). The ResNet26 runs eager
 (and compiled with ``--compile``, its own row). Every mode starts from the same weights, and the
@@ -189,6 +192,25 @@ def gamma_as_convolutions(model: torch.nn.Module) -> torch.nn.Module:
     return model
 
 
+class SeparateMap(torch.nn.Conv2d):
+    """An ``nn.Conv2d`` that :func:`sanmini.nn.maps.one_pass` does not stack (a subclass): phi,
+    psi and beta called one by one, as before ``one_pass``."""
+
+
+def as_before(model: torch.nn.Module) -> torch.nn.Module:
+    """``model`` (a SAN) with torch's max-pool and phi, psi, beta as three separate convolutions
+    (the same weights): the ``ops`` path as it was before those two changes, for ``ops-before``."""
+    model.pool = torch.nn.MaxPool2d(kernel_size=2, stride=2)
+    for layer in model.modules():
+        if isinstance(layer, (sanmini.nn.PairwiseAttention, sanmini.nn.PatchwiseAttention)):
+            for name in ("conv1", "conv2", "conv3"):
+                conv = getattr(layer, name)
+                separate = SeparateMap(conv.in_channels, conv.out_channels, 1, bias=conv.bias is not None)
+                separate.load_state_dict(conv.state_dict())
+                setattr(layer, name, separate)
+    return model
+
+
 def build(name: str, overrides: dict, classes: int, mode: str) -> torch.nn.Module:
     kwargs = dict(overrides)
     if name.startswith("san"):
@@ -196,6 +218,8 @@ def build(name: str, overrides: dict, classes: int, mode: str) -> torch.nn.Modul
         if mode == "fused":
             kwargs["fused"] = True
     model = sanmini.create(name, num_classes=classes, **kwargs)
+    if mode == "ops-before":
+        return as_before(model)
     return gamma_as_convolutions(model) if mode == "ops-conv" else model
 
 
@@ -216,7 +240,7 @@ def trainer(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, compiled: 
 def modes_of(name: str, with_compile: bool) -> list[str]:
     if not name.startswith("san"):
         return ["eager"] + (["compile"] if with_compile else [])
-    return (["ops-conv", "ops"] + (["fused"] if name == "san10_pairwise" else []) +
+    return (["ops-conv", "ops-before", "ops"] + (["fused"] if name == "san10_pairwise" else []) +
             (["compile"] if with_compile else []))
 
 

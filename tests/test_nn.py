@@ -11,7 +11,8 @@ from torch import nn
 import sanmini
 from conftest import cuda_test_device
 from sanmini.nn import (PAIRWISE_RELATIONS, PATCHWISE_RELATIONS, PairwiseAttention,
-                        PatchwiseAttention, SANBlock, gamma, position_grid, set_backend)
+                        PatchwiseAttention, Pointwise, SANBlock, gamma, position_grid, set_backend)
+from sanmini.nn.maps import one_pass, stackable
 
 N, C, H, W, K = 2, 8, 5, 6, 3
 
@@ -250,13 +251,20 @@ def _saved_bytes(block, x) -> int:
     def keep(t):
         storages[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
 
-    hooks = [block.sam.conv1.register_forward_hook(lambda m, i, o: keep(o)),
-             block.sam.conv2.register_forward_hook(lambda m, i, o: keep(o)),
-             block.sam.register_forward_hook(lambda m, i, o: keep(i[0]))]
-    with torch.autograd.graph.saved_tensors_hooks(lambda t: keep(t) or t, lambda t: t):
-        block.train()(x)
-    for hook in hooks:
+    branch = block.sam.weights
+
+    def weights(x1, x2, *rest):                  # phi(x), psi(x): the branch's inputs
+        keep(x1), keep(x2)
+        return branch(x1, x2, *rest)
+
+    block.sam.weights = weights
+    hook = block.sam.register_forward_hook(lambda m, i, o: keep(i[0]))
+    try:
+        with torch.autograd.graph.saved_tensors_hooks(lambda t: keep(t) or t, lambda t: t):
+            block.train()(x)
+    finally:
         hook.remove()
+        del block.sam.weights
     return sum(storages.values())
 
 
@@ -366,3 +374,34 @@ def test_attention_layers_name_an_input_that_is_no_batch(make):
     with pytest.raises(ValueError, match=rf"x must have shape \(N, {C}, H, W\), got \(1, 3, {H}, {W}\)$"):
         layer(torch.randn(1, 3, H, W))
     assert layer(torch.randn(1, C, H, W)).shape == (1, 8, H, W)
+
+
+@pytest.mark.parametrize("attention, share", [("pairwise", "none"), ("pairwise", "phi_psi"), ("patchwise", "none")])
+def test_phi_psi_beta_as_one_convolution_equal_three_in_float64(attention, share):
+    """sanmini.nn.maps.one_pass: phi(x), psi(x), beta(x) of a layer as one convolution, against its
+    three nn.Conv2d called one by one: outputs and every gradient in float64."""
+    torch.manual_seed(0)
+    kw = {} if attention == "patchwise" else {"share": share}
+    layer = {"pairwise": PairwiseAttention, "patchwise": PatchwiseAttention}[attention](12, 3, 8, share_planes=4, kernel_size=3, backend="torch", **kw).double()
+    convs = (layer.conv1, layer.conv2, layer.conv3)
+    assert stackable(convs)
+    x = torch.randn(2, 12, 5, 6, dtype=torch.float64, requires_grad=True)
+    got, want = one_pass(x, convs), [conv(x) for conv in convs]
+    assert all(g.is_contiguous() for g in got)
+    g = [torch.randn_like(w) for w in want]
+    params = [x] + list(dict.fromkeys(p for conv in convs for p in conv.parameters()))
+    for a, b in zip(torch.autograd.grad(got, params, g), torch.autograd.grad(want, params, g)):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+
+
+def test_one_pass_calls_maps_it_cannot_stack_one_by_one():
+    x = torch.randn(1, 4, 3, 3, dtype=torch.float64)
+    for convs in [(nn.Conv2d(4, 2, 1), nn.Conv2d(4, 2, 3, padding=1)),      # a 3 x 3
+                  (nn.Conv2d(4, 2, 1), nn.Conv2d(4, 2, 1, bias=False)),    # one bias, one not
+                  (nn.Conv2d(4, 2, 1), Pointwise(4, 2))]:                    # a subclass
+        convs = tuple(c.double() for c in convs)
+        assert not stackable(convs)
+        for a, b in zip(one_pass(x, convs), [c(x) for c in convs]):
+            assert torch.equal(a, b)

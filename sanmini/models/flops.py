@@ -33,6 +33,7 @@ import torch
 from torch import nn
 
 from ..nn import Aggregation, MaxPool2x2, PairwiseAttention, PatchwiseAttention, Subtraction, Subtraction2
+from ..nn.maps import stackable
 from ..nn.operators import Unfold
 from ..nn.pointwise import Pointwise
 
@@ -44,12 +45,17 @@ def _conv(m: nn.Conv2d, inputs, out) -> int:
 
 
 def _relation(m, inputs, out) -> int:
-    """The products inside a relation that is not a subtraction (see the table above)."""
+    """The products inside a relation that is not a subtraction (see the table above), and phi, psi
+    and beta where the layer computes them as one convolution (:func:`sanmini.nn.maps.one_pass`),
+    whose modules are then not called: counted as the three convolutions."""
     x = inputs[0]
     n, rel = x.shape[0], m.conv1.out_channels
     taps, positions = m.aggregation.kernel_size ** 2, out.shape[2] * out.shape[3]
     pairs = {"hadamard": taps, "dot": taps, "star": taps, "clique": taps * taps}.get(m.relation, 0)
-    return n * rel * pairs * positions
+    maps = (m.conv1, m.conv2, m.conv3)
+    stacked = sum(_conv(c, None, x.new_empty(n, c.out_channels, *x.shape[2:], device="meta")) for c in maps) \
+        if stackable(maps) else 0
+    return n * rel * pairs * positions + stacked
 
 
 COUNTERS = {

@@ -42,6 +42,7 @@ from torch import nn
 from ..ops.fused import FUSED_RELATIONS, fused_pairwise
 from .checks import check_bool, check_input, check_int
 from .gamma import gamma
+from .maps import one_pass
 from .operators import Aggregation, Subtraction, Subtraction2, Unfold
 from .position import position_grid
 from .recompute import recompute as recompute_branch
@@ -157,7 +158,7 @@ class PairwiseAttention(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_input(x, self.conv1.in_channels)
-        x1, x2, x3 = self.conv1(x), self.conv2(x), self.conv3(x)
+        x1, x2, x3 = one_pass(x, (self.conv1, self.conv2, self.conv3))   # phi, psi, beta: one convolution
         if self.fused:
             p = self.encoded_positions(x) if self.position_encoding else None
             window = self.aggregation

@@ -26,6 +26,7 @@ from torch import nn
 
 from .checks import check_bool, check_input, check_int
 from .gamma import gamma
+from .maps import one_pass
 from .operators import Aggregation, Unfold
 from .pairwise import check_footprint
 from .recompute import recompute as recompute_branch
@@ -92,7 +93,7 @@ class PatchwiseAttention(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_input(x, self.conv1.in_channels)
-        x1, x2, x3 = self.conv1(x), self.conv2(x), self.conv3(x)
+        x1, x2, x3 = one_pass(x, (self.conv1, self.conv2, self.conv3))   # phi, psi, beta: one convolution
         if self.recompute and recording(self, x1, x2):
             alpha = recompute_branch(self, self.weights, x1, x2)
         else:
