@@ -87,9 +87,26 @@ def test_backends_are_chosen_by_device_and_dtype():
     if NUMBA_INSTALLED:
         assert resolve_pool_backend("auto", x) == "cpu"
         assert resolve_pool_backend("auto", x.double()) == "cpu"
-        with pytest.raises(ValueError, match=r"backend='cpu' needs a float32 or float64 CPU tensor, got torch.float16"):
-            max_pool2x2(x.half(), backend="cpu")
-    _assert_same(max_pool2x2(x.bfloat16()), F.max_pool2d(x.bfloat16(), 2, 2))
+        assert resolve_pool_backend("cpu", x.bfloat16()) == "torch"       # half precision: torch's pool
+        with pytest.raises(ValueError, match=r"backend='cpu' needs CPU tensors, got a tensor on meta"):
+            max_pool2x2(x.to("meta"), backend="cpu")
+    for dtype in (torch.bfloat16, torch.float16):
+        for backend in ("auto", "cpu", "torch"):
+            if backend == "cpu" and not NUMBA_INSTALLED:
+                continue
+            _assert_same(max_pool2x2(x.to(dtype), backend=backend), F.max_pool2d(x.to(dtype), 2, 2))
+
+
+@needs_numba
+def test_a_san_trains_under_bfloat16_autocast_with_the_cpu_backend():
+    """Under torch.autocast the pool sees bfloat16 tensors: torch's max-pool takes them, no error."""
+    torch.manual_seed(0)
+    model = sanmini.create("san10_pairwise", num_classes=3, width=16, share_planes=4, kernels=(3, 3, 3, 3, 3),
+                           backend="cpu")
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss = model(torch.randn(2, 3, 64, 64)).float().square().mean()
+    loss.backward()
+    assert torch.isfinite(loss) and all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
 
 
 @pytest.mark.parametrize("x, error, message", [

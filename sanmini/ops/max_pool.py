@@ -21,7 +21,8 @@ Backends (``backend=``):
   value, never a jump), so LLVM vectorises them;
 - ``"auto"``: ``"cpu"`` for float32 and float64 CPU tensors where Numba is installed, else
   ``"torch"``; ``"cuda"``: ``"torch"`` (a GPU's own max-pool is fast; there is no Numba CUDA
-  kernel for it).
+  kernel for it). ``"cpu"`` on a CPU tensor of another dtype (float16, bfloat16: a SAN trained
+  under ``torch.autocast``) is torch's max-pool too, which computes the same values.
 
 Outputs and gradients of the two backends are equal, bit for bit: a maximum is exact, and the
 gradient is copied, never summed.
@@ -159,15 +160,14 @@ def resolve_pool_backend(backend: str, x: Tensor) -> str:
     """``"cpu"`` or ``"torch"``: which implementation of :func:`max_pool2x2` runs ``x``."""
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
-    fits = x.device.type == "cpu" and x.dtype in _KERNEL_DTYPES
+    on_cpu = x.device.type == "cpu"
     if backend == "cpu":
         if not NUMBA_INSTALLED:
             raise ValueError("backend='cpu' needs numba (pip install numba); backend='torch' needs nothing")
-        if not fits:
-            raise ValueError(f"backend='cpu' needs a float32 or float64 CPU tensor, got {x.dtype} on "
-                             f"{x.device}; use backend='auto' or 'torch'")
-        return "cpu"
-    if backend == "auto" and fits and NUMBA_INSTALLED:
+        if not on_cpu:
+            raise ValueError(f"backend='cpu' needs CPU tensors, got a tensor on {x.device}; use "
+                             "backend='auto', 'cuda' or 'torch'")
+    if backend in ("cpu", "auto") and on_cpu and x.dtype in _KERNEL_DTYPES and NUMBA_INSTALLED:
         return "cpu"
     return "torch"
 
