@@ -12,9 +12,10 @@ check this operator against it in float64, output and every gradient.
 
 The forward keeps phi(x), psi(x), beta(x), p and, per (pixel, weight channel), the log-sum-exp of
 the softmax, (N, Cw, L); its output y is saved too (the layer that reads y usually keeps it anyway:
-a saved output costs no second copy). The backward recomputes the rest, pixel by pixel, in three
-passes (the batch norms' backward needs two sums over the whole batch each; :mod:`.fused_cpu` has
-the passes).
+a saved output costs no second copy). The backward recomputes the rest, pixel by pixel, in passes
+(the batch norms' backward needs two sums over the whole batch each): two on the CPU, where the
+second batch norm's sums are folded into the first pass (:mod:`.fused_cpu` has the passes and the
+algebra), three on CUDA.
 In training the forward operator also returns the batch statistics (mean and biased variance of
 gamma's input and of its hidden layer), and :func:`fused_pairwise` updates gamma's running
 statistics with them as ``nn.BatchNorm2d`` does; in evaluation the running statistics are used.
@@ -81,17 +82,24 @@ class _Cpu:
                        lse.numpy(), self.zero)
         return torch.from_numpy(sums.sum(axis=0))
 
-    def backward(self, stages, training, count, gy, y, inputs, consts, lse, grads):
+    STAGES = (1, 3)         # backward pass 2 is folded into pass 1 (:mod:`.fused_cpu`)
+
+    def backward(self, training, count, gy, y, inputs, consts, lse, grads):
         gx1, gx2, gx3, gp = (g.numpy() for g in grads[:4])
         gp_part = np.zeros((gy.shape[0], *gp.shape[1:]), dtype=gp.dtype)
         n, (rh, c0), cw = gy.shape[0], consts[4].shape, consts[9].shape[0]
         gw1, gw2, gb2 = np.zeros((n, rh, c0)), np.zeros((n, cw, rh)), np.zeros((n, cw))
         parts, sums = np.zeros((n, 4, self.cmax)), np.zeros((4, self.cmax))
+        fold, cross = np.zeros((n, 4, c0)), np.zeros((n, 2, c0, rh))
         arrays = (*_np(gy, *inputs), self.src, self.sign, *_np(*consts, lse))
-        for stage in stages:
+        for stage in self.STAGES if training else (0,):
             self.k.backward(stage, training, count, *arrays, sums, gx1, gx2, gx3, gp_part, gw1, gw2,
-                            gb2, parts, self.zero)
+                            gb2, parts, fold, cross, self.zero)
+            if stage == 3:            # it writes no sums
+                continue
             sums[:] = parts.sum(axis=0)
+            if stage == 1:            # batch norm 0's sums, from pass 1's parts
+                self.k.fold(sums, fold.sum(axis=0), cross.sum(axis=0), *_np(consts[4], consts[5]), count)
         gp[:] = gp_part.sum(axis=0)
         return (torch.from_numpy(sums), *(torch.from_numpy(a.sum(axis=0)) for a in (gw1, gw2, gb2)))
 
@@ -133,12 +141,14 @@ class _Cuda:
                                 y.shape[2], [*inputs, *consts, y, lse], 2, (stage,))
         return total
 
-    def backward(self, stages, training, count, gy, y, inputs, consts, lse, grads):
+    STAGES = (1, 2, 3)
+
+    def backward(self, training, count, gy, y, inputs, consts, lse, grads):
         s0, t0, mean0, istd0, w1, s1, t1, mean1, istd1, w2, b2 = consts
         shapes = (s0.shape[0], w1.shape[0], w2.shape[0], inputs[2].shape[1])
         sums = torch.zeros(4, self.cmax, dtype=torch.float64, device=gy.device)
         weights = [torch.zeros_like(t, dtype=torch.float64) for t in (w1, w2, b2)]
-        for stage in stages:
+        for stage in self.STAGES if training else (0,):
             tensors = [gy, y, *inputs, s0, t0, mean0, istd0, w1, s1, t1, mean1, istd1, w2, b2, lse,
                        (sums / count).to(self.dtype), *grads]
             totals = self._launch(self.kernels.backward, True, shapes, gy.shape[0], gy.shape[2],
@@ -223,7 +233,7 @@ def _backward(grad_y: Tensor, y: Tensor, x1: Tensor, x2: Tensor, x3: Tensor, p: 
     grads = [torch.zeros_like(a) for a in inputs]          # of x1, x2, x3, p, as planes
     passes = _passes(backend)(x1, win, sign, reflect, max(c0, rh), dtype)
     sums, gw1, gw2, gb2 = passes.backward(
-        (1, 2, 3) if training else (0,), training, count, grad_y.flatten(2).contiguous(),
+        training, count, grad_y.flatten(2).contiguous(),
         y.flatten(2).contiguous(), inputs, (s0, t0, mean0, istd0, w1, s1, t1, mean1, istd1, w2, b2),
         lse, grads)
     hw = x1.shape[2] * x1.shape[3]     # the appended element of each plane is dropped

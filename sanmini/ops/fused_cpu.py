@@ -18,11 +18,29 @@ forward, training        1. sums of gamma's input z0 = [delta(x_i, x_j), p_i - p
                             channel), (N, Cw, L), and nothing else
 forward, evaluation      3 only, with the running statistics
 backward, training       1. recompute up to alpha; the softmax and aggregation backward: gradients
-                            of beta, W2, b2, and the two sums batch norm 1's backward needs
-                         2. recompute; the gradient of z1, of W1, and the sums for batch norm 0
-                         3. recompute; the gradient of z0, added onto phi, psi and p
-backward, evaluation     the three in one pass (batch norm with running statistics is affine)
+                            of beta, W2, b2, the two sums batch norm 1's backward needs, and the
+                            parts of the two sums batch norm 0's backward needs (below)
+                         3. recompute; the gradient of z1, of W1, and of z0, added onto phi, psi
+                            and p
+backward, evaluation     all in one pass (batch norm with running statistics is affine)
 =======================  ==========================================================================
+
+Backward pass 2 (what batch norm 0's backward needs: the sums of the gradient G0 of its output
+and of G0 times its normalised input) is folded into pass 1; the second pass keeps the number 3.
+Batch norm 1's backward is affine in what pass 1 has, G1' = s1 (G1 - a - b z1hat) at the valid
+pixels, with a, b its two sums over the batch divided by the count (known only once pass 1 is
+over), so G0 = relu'(U0) W1^T G1' splits into three parts whose sums pass 1 can add up without a
+and b: with M = relu'(U0) * valid and z0hat the normalised input of batch norm 0,
+
+    sum G0        = sum M W1^T (s1 G1) - (W1^T s1 a) sum M - sum_o W1[o] s1[o] b[o] sum M z1hat[o]
+    sum G0 z0hat  = the same with M z0hat in place of M
+
+Pass 1 keeps, per image, ``fold_part`` (4, C0): sum M W1^T(s1 G1), its z0hat-weighted sum, sum M
+and sum M z0hat, and ``cross_part`` (2, C0, Rh): sum M z1hat^T and sum M z0hat z1hat^T; the caller
+(:func:`fold`) combines them with a and b. This costs pass 1 one more product through W1 and two
+products of gamma's input and hidden layer per tile, and saves a whole pass (gamma recomputed,
+the softmax and aggregation backward again). The CUDA kernels (:mod:`.fused_cuda`) keep three
+passes.
 
 A tile is ``TILE`` consecutive output pixels of one image (row-major, across row ends). Gamma's
 tensors for a tile hold every tap of every pixel as columns, (channels, K*K * TILE), column
@@ -210,6 +228,54 @@ def _add_outer(G, U, target):
             target[o, i] += acc
 
 
+@numba.njit(inline="always", fastmath=FAST)
+def _fold(G1, Z0, U0, Z1, H, s1, W1, mean0, istd0, mean1, istd1, valid, fold, cross, zero):
+    """Pass 1's parts of batch norm 0's two backward sums (the module docstring): fold (4, C0)
+    += sum M H, sum M H z0hat, sum M, sum M z0hat with H = W1^T (s1 G1), M = relu'(U0) * valid;
+    cross (2, C0, Rh) += sum M z1hat^T, sum M z0hat z1hat^T (float64). Overwrites G1, Z0, U0, Z1
+    and H (the tile's buffers, which pass 1 needs no more)."""
+    for o in range(G1.shape[0]):                     # G1 <- s1 G1, Z1 <- z1hat
+        for q in range(G1.shape[1]):
+            G1[o, q] = s1[o] * G1[o, q]
+            Z1[o, q] = (Z1[o, q] - mean1[o]) * istd1[o]
+    _matmul(W1, G1, H, True, zero)
+    for i in range(H.shape[0]):                      # U0 <- M, Z0 <- M z0hat
+        a, b, c, d = 0.0, 0.0, 0.0, 0.0
+        for j in range(H.shape[1] // TILE):
+            for t in range(TILE):
+                q = j * TILE + t
+                m = valid[t] if U0[i, q] > zero else zero
+                xhat = (Z0[i, q] - mean0[i]) * istd0[i]
+                U0[i, q] = m
+                Z0[i, q] = m * xhat
+                a += m * H[i, q]
+                b += m * xhat * H[i, q]
+                c += m
+                d += m * xhat
+        fold[0, i] += a
+        fold[1, i] += b
+        fold[2, i] += c
+        fold[3, i] += d
+    _add_outer(U0, Z1, cross[0])
+    _add_outer(Z0, Z1, cross[1])
+
+
+def fold(sums, fold_total, cross_total, W1, s1, count):
+    """Rows 2 and 3 of ``sums`` (batch norm 0's backward sums: of the gradient into its output,
+    and of that times its normalised input) from pass 1's parts summed over the images:
+    fold_total (4, C0), cross_total (2, C0, Rh), float64; rows 0 and 1 (batch norm 1's) are
+    complete. W1 (Rh, C0) and s1 (Rh,) as in the passes."""
+    rh, c0 = W1.shape
+    w1 = W1.astype(np.float64)
+    a = s1.astype(np.float64) * sums[0, :rh] / count     # s1 a and s1 b, per hidden channel
+    b = s1.astype(np.float64) * sums[1, :rh] / count
+    wa = w1.T @ a                                        # (C0,)
+    wb = w1.T * b                                        # (C0, Rh)
+    for row in (0, 1):
+        sums[2 + row, :c0] = (fold_total[row] - wa * fold_total[2 + row]
+                              - (cross_total[row] * wb).sum(axis=1))
+
+
 @numba.njit(parallel=True, cache=CACHE, fastmath=FAST)
 def forward(stage, x1, x2, x3, p, src, sign, s0, t0, W1, s1, t1, W2, b2, sums_part, y, lse, zero):
     """stage 1: sums_part[n, :, :C0] = sums of z0 and of z0^2 over image n's pixels and taps;
@@ -270,16 +336,17 @@ def forward(stage, x1, x2, x3, p, src, sign, s0, t0, W1, s1, t1, W2, b2, sums_pa
 @numba.njit(parallel=True, cache=CACHE, fastmath=FAST)
 def backward(stage, training, count, gy, x1, x2, x3, p, src, sign, s0, t0, mean0, istd0, W1,
              s1, t1, mean1, istd1, W2, b2, lse, sums, gx1, gx2, gx3, gp_part, gW1_part, gW2_part,
-             gb2_part, sums_part, zero):
-    """One pass of the backward (the module docstring's table); ``stage`` 0 is all three at once
-    (evaluation only). ``sums`` (4, max(C0, Rh)) holds, from the earlier passes, the sums of the
-    gradient into each batch norm's output and of that times its normalised input: rows 0, 1 for
-    batch norm 1, rows 2, 3 for batch norm 0 (``count`` = N * K*K * L elements each).
+             gb2_part, sums_part, fold_part, cross_part, zero):
+    """One pass of the backward (the module docstring's table); ``stage`` 0 is both at once
+    (evaluation only). ``sums`` (4, max(C0, Rh)) holds, from pass 1 (and :func:`fold`), the sums
+    of the gradient into each batch norm's output and of that times its normalised input: rows 0,
+    1 for batch norm 1, rows 2, 3 for batch norm 0 (``count`` = N * K*K * L elements each).
 
     gy (N, V, L); the gradients gx1, gx2, gx3, gp_part are shaped as their inputs (the appended
     element collects what the zero padding would get). Writes: stage 1 (or 0): gx3, gW2_part,
-    gb2_part, sums_part rows 0, 1; stage 2 (or 0): gW1_part, sums_part rows 2, 3; stage 3 (or 0):
-    gx1, gx2, gp_part. The caller zeroes them.
+    gb2_part, sums_part rows 0, 1; stage 1: fold_part (N, 4, C0), cross_part (N, 2, C0, Rh) (the
+    module docstring); stage 0: sums_part rows 2, 3; stage 3 (or 0): gW1_part, gx1, gx2, gp_part.
+    The caller zeroes them.
     """
     N, V, L = gy.shape
     KK, Lt = src.shape
@@ -344,16 +411,16 @@ def backward(stage, training, count, gy, x1, x2, x3, p, src, sign, s0, t0, mean0
                 _add_outer(G, U1, gW2_part[n])
                 _norm_sums(G1, Z1, mean1, istd1, sums_part[n], 0)
                 if stage == 1:
+                    _fold(G1, Z0, U0, Z1, G0, s1, W1, mean0, istd0, mean1, istd1, valid,
+                          fold_part[n], cross_part[n], zero)
                     continue
             # batch norm 1 backward: the gradient of z1; the first 1x1 map: of W1 and of batch norm 0's output
             _norm_backward(G1, Z1, s1, mean1, istd1, sums, 0, count, training, valid)
+            _add_outer(G1, U0, gW1_part[n])
             _matmul(W1, G1, G0, True, zero)
             _relu_mask(G0, U0, zero)
-            if stage != 3:
-                _add_outer(G1, U0, gW1_part[n])
+            if stage == 0:
                 _norm_sums(G0, Z0, mean0, istd0, sums_part[n], 2)
-                if stage == 2:
-                    continue
             # batch norm 0 backward: the gradient of z0, added onto phi (centre), psi and p (taps)
             _norm_backward(G0, Z0, s0, mean0, istd0, sums, 2, count, training, valid)
             for c in range(C0):
