@@ -42,6 +42,11 @@ one step's operators read and write (:mod:`sanmini.traffic`, an estimate that do
 the machine), per multiply-add, and the time that traffic would take at this machine's copy rate
 on one thread (``copy_`` of 256 MB, :func:`copy_rate`), against the step's fastest time.
 
+The fused path's multiply-adds (:func:`fused_madds`): counted from each pairwise layer's shapes,
+not measured, how many multiply-adds gamma's 1 x 1 maps do in one step of the ``ops`` and
+``fused`` paths, and the whole step's; and at what time per multiply-add, against the ResNet26's,
+the fused step would meet the pairwise target.
+
 ``python bench/book_scale.py --write`` replaces this bench's section of ``bench/RESULTS.md``.
 """
 from __future__ import annotations
@@ -165,6 +170,68 @@ def traffic(config: str, args, rows: list, rate: float) -> list[str]:
         lines.append(f"- {config}, {label} ({mode}): {total / 1e9:.2f} GB read and written by the operators of "
                      f"one step, {total / (args.batch * row.madds):.1f} bytes per multiply-add; at the copy rate "
                      f"{at_rate:.0f} ms{share}; by group: {parts}.")
+    return lines
+
+
+PASSES_OF = {"W1": (3, 9), "W2": (3, 6), "aggregation": (3, 4)}
+"""How many times one training step of the ``ops`` path and of the ``fused`` path does the
+multiply-adds of each part of a pairwise layer that the fused path computes again, one forward's
+worth each: gamma's two 1 x 1 maps (W1: C0 x Rh per column, W2: Rh x Cw; a column is one tap of
+one output pixel) and the aggregation (V per column). ``ops``: the forward, and the backward's two
+gradients. ``fused`` (:mod:`sanmini.ops.fused_cpu`): W1 in forward pass 2; W1, W2 and the
+aggregation in pass 3; in backward pass 1 all three again, W2's input and weight gradients, the
+fold's W1^T and two products of C0 by Rh, the aggregation's two gradients; in backward pass 3 all
+three again, W2's input gradient, W1's weight and input gradients, the aggregation's gradient of
+alpha."""
+
+
+def fused_madds(config: str, args, rows: list) -> list[str]:
+    """What the fused path's recomputation costs in multiply-adds, counted from the layers' shapes
+    (nothing timed): gamma's 1 x 1 maps and the aggregation in one step of the ``ops`` and
+    ``fused`` paths (:data:`PASSES_OF`), and the whole step's, taken as three times the forward's
+    counted multiply-adds (forward, input and weight gradients) with those parts replaced by their
+    count."""
+    from sanmini.nn import PairwiseAttention
+    spec = CONFIGS[config]
+    lines = []
+    for label, (name, overrides) in spec["networks"].items():
+        if name != "san10_pairwise":
+            continue
+        model = build(name, overrides, spec["classes"], "ops")
+        forward = dict.fromkeys(PASSES_OF, 0)           # one forward's multiply-adds of each part
+
+        def hook(module, inputs, output):
+            columns = output.shape[0] * module.aggregation.kernel_size ** 2 * output.shape[2] * output.shape[3]
+            for part, conv in (("W1", module.conv_w[2]), ("W2", module.conv_w[5])):
+                forward[part] += columns * conv.in_channels * conv.out_channels
+            forward["aggregation"] += columns * output.shape[1]
+
+        handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, PairwiseAttention)]
+        with torch.no_grad():
+            model(torch.zeros(args.batch, 3, args.size, args.size))
+        for h in handles:
+            h.remove()
+        parts = {path: sum(PASSES_OF[part][k] * forward[part] for part in PASSES_OF)
+                 for k, path in enumerate(("ops", "fused"))}
+        row = next(r for r in rows if r.config == config and r.network == label and r.mode == "ops")
+        step = {path: 3 * args.batch * row.madds - parts["ops"] + n for path, n in parts.items()}
+        ratio = step["fused"] / step["ops"]
+        line = (f"- {config}, {label}: gamma's 1 x 1 maps and the aggregation do {parts['ops'] / 1e9:.2f} G "
+                f"multiply-adds in one step of the ops path and {parts['fused'] / 1e9:.2f} G in the fused path "
+                f"({parts['fused'] / parts['ops']:.2f} times); the whole step, counted as three times the "
+                f"forward's {args.batch * row.madds / 1e9:.2f} G, {step['ops'] / 1e9:.2f} G and "
+                f"{step['fused'] / 1e9:.2f} G ({ratio:.2f} times)")
+        fused = next((r for r in rows if r.config == config and r.network == label and r.mode == "fused"), None)
+        resnet = next((r for r in rows if r.config == config and r.network == "ResNet26" and r.mode == "eager"),
+                      None)
+        if config == "sweep" and label in TARGETS:
+            line += (f"; to meet the target of {TARGETS[label]} times the ResNet26's time per counted "
+                     f"multiply-add, the fused step would have to do its own multiply-adds at "
+                     f"{TARGETS[label] / ratio:.2f} times the ResNet26's time per multiply-add")
+            if fused and resnet and 1 in fused.ms and 1 in resnet.ms:
+                got = (fused.ms[1] / fused.madds) / (resnet.ms[1] / resnet.madds) / ratio
+                line += f"; the recorded fused step did them at {got:.2f} times, on one thread"
+        lines.append(line + ".")
     return lines
 
 
@@ -346,6 +413,7 @@ def main() -> None:
         moved = [f"Copy rate of this machine, one thread (torch's `copy_` of 256 MB, bytes read and written): "
                  f"{rate / 1e9:.1f} GB/s.\n"]
         moved += [line for config in args.configs for line in traffic(config, args, rows, rate)]
+    recomputed = [line for config in args.configs for line in fused_madds(config, args, rows)]
     command = "python bench/book_scale.py " + " ".join(sys.argv[1:])
     lines = [f"- Batch {args.batch}, {args.size} x {args.size}; fastest of {args.repeats} steps, the networks and "
              f"modes taking turns; threads {', '.join(map(str, args.threads))} (torch and Numba); command: "
@@ -354,7 +422,9 @@ def main() -> None:
                         table(rows, args.threads)] + (["Where the time of one step goes:\n\n" + "\n".join(profiled)]
                                                       if profiled else [])
                        + (["Memory traffic of one step (estimated by sanmini.traffic):\n\n" + "\n".join(moved)]
-                          if moved else []))
+                          if moved else [])
+                       + ["What the fused path computes again (multiply-adds counted from the layers' shapes, "
+                          "bench/book_scale.py PASSES_OF):\n\n" + "\n".join(recomputed)])
     print(text)
     if args.write:
         common.write_section(HEADING, text, {})

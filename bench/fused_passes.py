@@ -7,7 +7,7 @@ weights, in train mode, on the same random input:
 * ``ops``: the plain layer on backend ``"cpu"`` (the weight branch as torch operations on the
   (N, C, K*K, L) tensors, the aggregation as the Numba operator), forward and backward timed;
 * ``fused``: ``fused=True`` (:func:`sanmini.ops.fused_pairwise`), its forward and backward timed,
-  and within them each pass of :mod:`sanmini.ops.fused_cpu` (forward 1 to 3, backward 1 to 3:
+  and within them each pass of :mod:`sanmini.ops.fused_cpu` (forward 1 to 3, backward 1 and 3:
   the module's docstring says what each computes), timed by wrapping the two kernels.
 
 Times are medians of ``--repeats`` forward-backward calls, the two copies taking turns
@@ -37,7 +37,9 @@ from sanmini.ops import fused_cpu  # noqa: E402
 from common import cpu_model, header, set_threads, threads_flag, write_section  # noqa: E402
 
 HEADING = "## Fused weight branch: CPU, pass by pass"
-PASSES = [("forward", 1), ("forward", 2), ("forward", 3), ("backward", 1), ("backward", 2), ("backward", 3)]
+# The CPU kernels' passes, by their stage numbers: the backward's second pass is stage 3 (the
+# former pass 2 is folded into pass 1, sanmini/ops/fused_cpu.py).
+PASSES = [("forward", 1), ("forward", 2), ("forward", 3), ("backward", 1), ("backward", 3)]
 
 
 def layer_inputs(batch: int, size: int) -> list[tuple[PairwiseAttention, tuple]]:
@@ -143,8 +145,8 @@ def main(argv=None) -> None:
              f"- Median of {args.repeats} forward-backward calls per copy after two warm-up calls, the copies "
              f"taking turns; command: {command}"]
     table = ["| layer input (C x H x W) | C0 | Rh | Cw | V | footprint | layers | ops ms | fused ms | "
-             "fwd 1 | fwd 2 | fwd 3 | bwd 1 | bwd 2 | bwd 3 | fused / ops |",
-             "|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "fwd 1 | fwd 2 | fwd 3 | bwd 1 | bwd 3 | fused / ops |",
+             "|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     table += ["| " + " | ".join(row) + " |" for row in rows]
     faster = [row[0] for row in rows[:-1] if float(row[-1]) < 1]
     slower = [row[0] for row in rows[:-1] if float(row[-1]) >= 1]
@@ -155,12 +157,13 @@ def main(argv=None) -> None:
     text = "\n".join([HEADING, "", header(machine, lines, load_at_start), "",
                       "One forward and backward of one layer (the loss: the mean square of its output). "
                       "C0, Rh, Cw: the channels of gamma's input, hidden layer and output; V: value "
-                      "channels. fwd 1 to bwd 3: the fused operator's passes (sanmini/ops/fused_cpu.py), "
+                      "channels. fwd 1 to bwd 3: the fused operator's passes (sanmini/ops/fused_cpu.py; the "
+                      "backward's two are its stages 1 and 3, pass 2 being folded into pass 1), "
                       "in ms; the rest of its time is the layer's 1x1 maps phi, psi, beta and the "
                       "operator's Python side.", "", *table, "", verdict + " "
                       "What the plain layer computes once and keeps, the fused one computes again: gamma "
-                      "forward in four of its six passes (its first 1x1 map also in a fifth), and the "
-                      "aggregation's backward in each of the three backward passes; in exchange it writes "
+                      "forward in three of its five passes (its first 1x1 map also in a fourth), and the "
+                      "aggregation's backward in both backward passes; in exchange it writes "
                       "no (N, C, K*K, L) tensor. The goal for a whole SAN10 pairwise step on a CPU (at "
                       "least 1.5 times the ops mode's images/s, at most 0.6 of its peak memory) is judged "
                       "on the fused row of the section \"Training step: CPU\"."])
