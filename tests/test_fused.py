@@ -178,3 +178,46 @@ def test_fused_pairwise_checks_its_arguments():
         fused_pairwise(x1, x1, x3, None, layer.conv_w[:3], kernel_size=3)
     with pytest.raises(ValueError, match="backend must be 'auto', 'cpu' or 'cuda' for the fused branch, got 'torch'"):
         fused_pairwise(x1, x1, x3, None, layer.conv_w, kernel_size=3, backend="torch")
+
+
+def test_the_cpu_backward_makes_two_passes_in_training_and_one_in_evaluation(monkeypatch):
+    """Backward pass 2 is folded into pass 1 on the CPU (sanmini/ops/fused_cpu.py): the kernel is
+    called for stages 1 and 3 in training, 0 in evaluation; the gradients are checked above."""
+    from sanmini.ops import fused_cpu
+    stages, kernel = [], fused_cpu.backward
+
+    def spy(stage, *args):
+        stages.append(stage)
+        return kernel(stage, *args)
+
+    monkeypatch.setattr(fused_cpu, "backward", spy)
+    _, fused = _pair(kernel_size=3)
+    x = torch.randn(2, 6, 9, 8, dtype=torch.float64)
+    fused.train()(x.requires_grad_(True)).sum().backward()
+    assert stages == [1, 3]
+    stages.clear()
+    fused.eval()(x).sum().backward()
+    assert stages == [0]
+
+
+def test_fused_float32_gradients_are_as_close_to_float64_as_the_plain_layers():
+    """The fold adds up batch norm 0's sums from parts that cancel; in float32 its gradients must
+    stay as close to the float64 ones as the plain layer's float32 gradients are."""
+    plain, fused = _pair(kernel_size=7)
+    x = torch.randn(4, 6, 16, 16, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+    g = torch.randn(4, 8, 16, 16, dtype=torch.float64, generator=torch.Generator().manual_seed(4))
+
+    def grads(model, dtype):
+        model = copy.deepcopy(model).to(dtype).train()
+        xi = x.detach().to(dtype).clone().requires_grad_(True)
+        (model(xi) * g.to(dtype)).sum().backward()
+        return [xi.grad.double()] + [p.grad.double() for p in model.parameters()]
+
+    exact = grads(plain, torch.float64)
+    names = ["x"] + [name for name, _ in plain.named_parameters()]
+    for name, e, a, b in zip(names, exact, grads(plain, torch.float32), grads(fused, torch.float32)):
+        scale = e.abs().max().item()
+        if scale < 1e-8:         # a bias that a batch norm follows: no gradient but rounding
+            continue
+        err_plain, err_fused = ((t - e).abs().max().item() / scale for t in (a, b))
+        assert err_fused <= max(4 * err_plain, 1e-5), (name, err_fused, err_plain)
