@@ -383,6 +383,26 @@ def table(rows: list[Row], threads: list[int]) -> str:
     return "\n".join(out)
 
 
+def verdict(rows: list[Row], threads: list[int]) -> list[str]:
+    """The targets (:data:`TARGETS`) against the ``sweep`` rows of the SANs' ``ops`` and ``fused``
+    modes: met where the ratio is at most the target on every thread count timed."""
+    lines = []
+    for label, target in TARGETS.items():
+        resnet = next((r for r in rows if r.config == "sweep" and r.network == "ResNet26" and r.mode == "eager"), None)
+        if resnet is None:
+            continue
+        for row in (r for r in rows if r.config == "sweep" and r.network == label and r.mode in ("ops", "fused")):
+            ratios = [(row.ms[t] / row.madds) / (resnet.ms[t] / resnet.madds) for t in threads]
+            lines.append(f"- {label}, {row.mode}: " + " / ".join(f"{x:.2f}" for x in ratios)
+                         + f" on {' / '.join(map(str, threads))} threads; target {target}: "
+                         + ("met" if max(ratios) <= target else "not met"))
+    if not lines:
+        return []
+    return ["The targets, per multiply-add against the ResNet26 (sweep):\n\n" + "\n".join(lines)
+            + "\n\nWhat bounds each path is below: the bytes the ops path moves (memory traffic), and the "
+              "multiply-adds the fused path computes again."]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--configs", nargs="+", choices=list(CONFIGS), default=list(CONFIGS))
@@ -419,7 +439,8 @@ def main() -> None:
              f"modes taking turns; threads {', '.join(map(str, args.threads))} (torch and Numba); command: "
              f"`{command.strip()}`"]
     text = "\n\n".join([HEADING, common.header(f"{common.cpu_model()}, {os.cpu_count()} cores", lines, load_at_start),
-                        table(rows, args.threads)] + (["Where the time of one step goes:\n\n" + "\n".join(profiled)]
+                        table(rows, args.threads)] + verdict(rows, args.threads)
+                       + (["Where the time of one step goes:\n\n" + "\n".join(profiled)]
                                                       if profiled else [])
                        + (["Memory traffic of one step (estimated by sanmini.traffic):\n\n" + "\n".join(moved)]
                           if moved else [])
