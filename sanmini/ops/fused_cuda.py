@@ -1,5 +1,7 @@
 """The fused pairwise weight branch as Numba CUDA kernels, ``numba.cuda.jit``: the passes of
-:mod:`.fused_cpu` (its table says what each pass computes), laid out for a GPU.
+:mod:`.fused_cpu` (its table says what each pass computes), laid out for a GPU, with the
+backward's pass 2 (batch norm 0's sums) still a pass of its own: the CPU kernels fold it into pass
+1, these make three backward passes in training (stages 1, 2, 3).
 
 A thread block takes a tile of ``P`` consecutive output pixels of one image, then the next tile
 ``gridDim.x`` further on (the tiles of all images numbered one after the other), until none is
@@ -267,8 +269,9 @@ def kernels(dtype):
     def backward(gy, y, x1, x2, x3, p, s0, t0, mean0, istd0, W1, s1, t1, mean1, istd1, W2, b2,
                  lse, sums, gx1, gx2, gx3, gp, acc, gW1, gW2, gb2, stage, training,
                  H, W, Wo, K, stride, padding, dilation, reflect, sign, P, zero):
-        """One pass of the backward (:mod:`.fused_cpu`'s table; ``stage`` 0 is all three, in
-        evaluation). ``sums`` (4, *) holds the earlier passes' totals divided by the count of
+        """One pass of the backward (:mod:`.fused_cpu`'s table, where pass 2, here a pass of its
+        own, is folded into pass 1: it recomputes the branch for the gradient of z1, of W1 and
+        batch norm 0's two sums; ``stage`` 0 is all three, in evaluation). ``sums`` (4, *) holds the earlier passes' totals divided by the count of
         elements, N * K*K * L: rows 0, 1 for batch norm 1, rows 2, 3 for batch norm 0. Writes: stage 1 (or 0) gx3, gW2[b], gb2[b], acc[b, 0:2];
         stage 2 (or 0) gW1[b], acc[b, 2:4]; stage 3 (or 0) gx1, gx2, gp."""
         N, V, L = gy.shape
