@@ -27,7 +27,8 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).resolve().with_name("RESULTS.md")
 PREAMBLE = ("# Benchmarks\n\nWritten by `python bench/ops.py --write` (the operators), "
             "`python bench/train_step.py --write` (training steps), `python bench/fused_passes.py "
-            "--write` (the fused weight branch, pass by pass) and `python bench/book_scale.py --write` "
+            "--write` (the fused weight branch, pass by pass), `python bench/fused_parts.py --write` (its "
+            "third forward pass, part by part) and `python bench/book_scale.py --write` "
             "(training steps at the book's scale, per multiply-add); see each script's docstring for "
             "what is measured and how.")
 MIB = 2 ** 20

@@ -163,6 +163,47 @@ def _gamma(n, l0, x1, x2, p, src, sign, s0, t0, W1, s1, t1, W2, b2, centre, Z0, 
 
 
 @numba.njit(inline="always", fastmath=FAST)
+def _softmax(A, top, total, lse, l0, nv, zero):
+    """The softmax over the taps, in place: A (Cw, K*K * TILE) logits -> alpha; lse (Cw, L) of
+    the image gets the log-sum-exp of the tile's nv valid pixels. top, total: (TILE,) buffers."""
+    KK = A.shape[1] // TILE
+    for cw in range(A.shape[0]):
+        for t in range(TILE):
+            top[t] = A[cw, t]
+            total[t] = zero
+        for j in range(1, KK):
+            for t in range(TILE):
+                top[t] = max(top[t], A[cw, j * TILE + t])
+        for j in range(KK):
+            for t in range(TILE):
+                e = math.exp(A[cw, j * TILE + t] - top[t])
+                A[cw, j * TILE + t] = e
+                total[t] += e
+        for j in range(KK):
+            for t in range(TILE):
+                A[cw, j * TILE + t] /= total[t]
+        for t in range(nv):
+            lse[cw, l0 + t] = top[t] + math.log(total[t])
+
+
+@numba.njit(inline="always", fastmath=FAST)
+def _aggregate(A, x3, src, l0, nv, out, y, zero):
+    """The aggregation, Eq. (2), for the tile: y[c, l0 + t] = sum_j alpha[c % Cw, j, t] *
+    x3[c, src[j, l0 + t]] for the nv valid pixels; x3 (V, H*W + 1), y (V, L) of the image; out:
+    a (TILE,) buffer."""
+    Cw, KK = A.shape[0], A.shape[1] // TILE
+    for c in range(x3.shape[0]):
+        cw = c % Cw
+        for t in range(TILE):
+            out[t] = zero
+        for j in range(KK):
+            for t in range(TILE):
+                out[t] += A[cw, j * TILE + t] * x3[c, src[j, l0 + t]]
+        for t in range(nv):
+            y[c, l0 + t] = out[t]
+
+
+@numba.njit(inline="always", fastmath=FAST)
 def _sums(Z, valid, sums):
     """sums[0, c] += the sum of Z[c] over the tile's valid pixels, sums[1, c] += that of Z[c]^2 (float64)."""
     for c in range(Z.shape[0]):
@@ -339,32 +380,8 @@ def forward(stage, x1, x2, x3, p, src, sign, s0, t0, W1, s1, t1, W2, b2, sums_pa
                 _sums(Z1, valid, sums_part[n])
                 continue
             _gamma(n, l0, x1, x2, p, src, sign, s0, t0, W1, s1, t1, W2, b2, centre, Z0, U0, Z1, U1, A, zero)
-            for cw in range(Cw):                        # the softmax over the taps
-                for t in range(TILE):
-                    top[t] = A[cw, t]
-                    total[t] = zero
-                for j in range(1, KK):
-                    for t in range(TILE):
-                        top[t] = max(top[t], A[cw, j * TILE + t])
-                for j in range(KK):
-                    for t in range(TILE):
-                        e = math.exp(A[cw, j * TILE + t] - top[t])
-                        A[cw, j * TILE + t] = e
-                        total[t] += e
-                for j in range(KK):
-                    for t in range(TILE):
-                        A[cw, j * TILE + t] /= total[t]
-                for t in range(nv):
-                    lse[n, cw, l0 + t] = top[t] + math.log(total[t])
-            for c in range(V):                          # the aggregation, Eq. (2)
-                cw = c % Cw
-                for t in range(TILE):
-                    out[t] = zero
-                for j in range(KK):
-                    for t in range(TILE):
-                        out[t] += A[cw, j * TILE + t] * x3[n, c, src[j, l0 + t]]
-                for t in range(nv):
-                    y[n, c, l0 + t] = out[t]
+            _softmax(A, top, total, lse[n], l0, nv, zero)
+            _aggregate(A, x3[n], src, l0, nv, out, y[n], zero)
 
 
 @numba.njit(parallel=True, cache=CACHE, fastmath=FAST)
