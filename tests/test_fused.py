@@ -4,6 +4,7 @@ running statistics after two training steps; torch.library's opcheck; torch.comp
 import copy
 import itertools
 
+import numpy as np
 import pytest
 import torch
 
@@ -221,3 +222,30 @@ def test_fused_float32_gradients_are_as_close_to_float64_as_the_plain_layers():
             continue
         err_plain, err_fused = ((t - e).abs().max().item() / scale for t in (a, b))
         assert err_fused <= max(4 * err_plain, 1e-5), (name, err_fused, err_plain)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_the_kernels_exp_is_numpys_within_a_unit_in_the_last_place(dtype):
+    """fused_cpu._exp_row (exp by a polynomial and a power of two built from its bits) against
+    numpy's exp in float64: over the range a softmax sees and the whole range of normal results,
+    and at NaN, -inf, +inf and below the least kept x (0)."""
+    from sanmini.ops import fused_cpu
+    fl, coef, ints = fused_cpu.exp_constants(dtype)
+    tile = fused_cpu.TILE
+    rng = np.random.default_rng(0)
+    x = np.concatenate([rng.uniform(-30, 0, 40 * tile), rng.uniform(float(fl[2]) + 2, 80, 40 * tile),
+                        np.linspace(-1, 1, 4 * tile)]).astype(dtype)
+    top = rng.uniform(-2, 2, tile).astype(dtype)
+    got = x.copy()
+    fused_cpu._exp_row(got, top, fl, coef, ints, np.empty(x.size, ints.dtype))
+    shifted = (x.reshape(-1, tile) - top).ravel()
+    with np.errstate(over="ignore"):
+        want = np.exp(shifted.astype(np.float64))
+    finite = np.isfinite(want.astype(dtype))
+    spacing = np.spacing(want.astype(dtype)[finite]).astype(np.float64)
+    assert np.all(np.abs(got[finite] - want[finite]) <= 1.5 * spacing)   # measured: at most 1 unit
+    assert np.all(np.isinf(got[~finite]))                              # overflow gives inf
+    specials = np.array([np.nan, -np.inf, np.inf, 2 * fl[2], 0] + [0] * (tile - 5), dtype)
+    fused_cpu._exp_row(specials, np.zeros(tile, dtype), fl, coef, ints, np.empty(tile, ints.dtype))
+    assert np.isnan(specials[0]) and specials[1] == 0 and specials[2] == np.inf and specials[3] == 0
+    assert specials[4] == 1

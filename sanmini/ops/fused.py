@@ -73,13 +73,14 @@ class _Cpu:
     def __init__(self, x1, win, sign, reflect, cmax, dtype):
         from . import fused_cpu              # compiled, or loaded from the cache, on first use
         self.k, self.sign, self.zero, self.cmax = fused_cpu, sign, _scalar(0, dtype), cmax
+        self.exp = fused_cpu.exp_constants(np.float64 if dtype == torch.float64 else np.float32)
         self.src = fused_cpu.plan(*x1.shape[2:], win.out_height, win.out_width, win.kernel_size,
                                   win.stride, win.padding, win.dilation, reflect)
 
     def forward(self, stage, inputs, consts, y, lse) -> Tensor:
         sums = np.zeros((y.shape[0], 2, self.cmax))
         self.k.forward(stage, *_np(*inputs), self.src, self.sign, *_np(*consts), sums, y.numpy(),
-                       lse.numpy(), self.zero)
+                       lse.numpy(), *self.exp, self.zero)
         return torch.from_numpy(sums.sum(axis=0))
 
     STAGES = (1, 3)         # backward pass 2 is folded into pass 1 (:mod:`.fused_cpu`)
@@ -94,7 +95,7 @@ class _Cpu:
         arrays = (*_np(gy, *inputs), self.src, self.sign, *_np(*consts, lse))
         for stage in self.STAGES if training else (0,):
             self.k.backward(stage, training, count, *arrays, sums, gx1, gx2, gx3, gp_part, gw1, gw2,
-                            gb2, parts, fold, cross, self.zero)
+                            gb2, parts, fold, cross, *self.exp, self.zero)
             if stage == 3:            # it writes no sums
                 continue
             sums[:] = parts.sum(axis=0)

@@ -48,7 +48,9 @@ j * TILE + t for tap j of pixel t, so that each 1x1 map is a matrix product whos
 runs over K*K * TILE contiguous columns, which LLVM vectorises whatever the image width and the
 channel counts (2 to 130 in a SAN10). Where each tap of each pixel reads is computed once per
 call (:func:`plan`): the flat index into an input plane of H * W values with one zero appended,
-which zero padding and the pixels past the last one of a short final tile read.
+which zero padding and the pixels past the last one of a short final tile read. The softmax's
+exponentials, in the forward and again in the backward, are :func:`_exp_row`'s, which LLVM
+vectorises (``math.exp`` compiles to a call per value here).
 
 Shapes: x1 = phi(x), x2 = psi(x) (N, R, H*W + 1); x3 = beta(x) (N, V, H*W + 1); p (1, P, H*W + 1)
 with P = 2 position channels, or P = 0 (the planes flattened, the zero appended); gamma's input
@@ -162,10 +164,72 @@ def _gamma(n, l0, x1, x2, p, src, sign, s0, t0, W1, s1, t1, W2, b2, centre, Z0, 
             A[cw, q] += b2[cw]
 
 
+def exp_constants(dtype) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """What :func:`_exp_row` needs for float32 or float64 (``dtype``): ``fl`` = log2(e), ln 2's
+    leading part, the least x whose exp is kept (below it, where float32 or float64 would hold at
+    most a subnormal, exp(x) is taken as 0), the least and greatest power of two k, 1/2 and ln 2's
+    trailing part, in ``dtype``; ``coef`` = 1/13!, 1/12!, ..., 1/1!, 1/0! (Taylor's polynomial
+    of exp, for |r| <= ln(2)/2); ``ints`` = the exponent's bias and the mantissa's width, as
+    integers of ``dtype``'s width."""
+    single = np.dtype(dtype) == np.float32
+    # ln 2 = hi + lo, hi with trailing zero bits so that k * hi is exact (Cody and Waite's reduction;
+    # the two parts are Cephes's for float32, fdlibm's for float64)
+    hi, lo = (0.693359375, -2.12194440e-4) if single else (6.93147180369123816490e-01, 1.90821492927058770002e-10)
+    fl = np.array([1.4426950408889634, hi, -87.3 if single else -708.3,
+                   -126 if single else -1022, 127 if single else 1023, 0.5, lo], dtype)
+    coef = np.array([1.0 / math.factorial(i) for i in range(13, -1, -1)], dtype)
+    ints = np.array([127, 23] if single else [1023, 52], np.int32 if single else np.int64)
+    return fl, coef, ints
+
+
 @numba.njit(inline="always", fastmath=FAST)
-def _softmax(A, top, total, lse, l0, nv, zero):
+def _exp_row(X, top, fl, coef, ints, bits):
+    """X (K*K * TILE,) <- exp(X - top[t]) at column j * TILE + t; top (TILE,); bits: an integer
+    buffer of X's length and width (the dtype of ``ints``).
+
+    exp(x) = 2^k e^r with k = round(x / ln 2), clamped to the dtype's normal exponents, and
+    r = x - k ln 2 (ln 2 in two parts, so that r is exact enough for any k): e^r by Taylor's
+    polynomial of degree 13, 2^k built from its bits; within a unit in the last place of numpy's
+    exp in float32 and in float64 (tests/test_fused.py). Each step is one that LLVM vectorises,
+    where ``math.exp`` is a call per value. x below ``fl[2]`` gives 0 (the dtype's exp would be
+    subnormal or 0 there); NaN stays NaN, +inf gives inf."""
+    log2e, ln2_hi, lowest, kmin, kmax, half, ln2_lo = fl[0], fl[1], fl[2], fl[3], fl[4], fl[5], fl[6]
+    bias, width = ints[0], ints[1]
+    zero = half - half
+    for j in range(X.shape[0] // TILE):
+        for t in range(TILE):
+            q = j * TILE + t
+            x = X[q] - top[t]
+            k = np.floor(x * log2e + half)
+            k = k if k > kmin else kmin            # a NaN k becomes kmin: its r stays NaN
+            k = k if k < kmax else kmax
+            r = (x - k * ln2_hi) - k * ln2_lo
+            e = coef[0]
+            e = e * r + coef[1]
+            e = e * r + coef[2]
+            e = e * r + coef[3]
+            e = e * r + coef[4]
+            e = e * r + coef[5]
+            e = e * r + coef[6]
+            e = e * r + coef[7]
+            e = e * r + coef[8]
+            e = e * r + coef[9]
+            e = e * r + coef[10]
+            e = e * r + coef[11]
+            e = e * r + coef[12]
+            e = e * r + coef[13]
+            X[q] = zero if x < lowest else e
+            bits[q] = (ints.dtype.type(k) + bias) << width
+    scale = bits.view(X.dtype)                      # 2^k
+    for q in range(X.shape[0]):
+        X[q] *= scale[q]
+
+
+@numba.njit(inline="always", fastmath=FAST)
+def _softmax(A, top, total, lse, l0, nv, fl, coef, ints, bits, zero):
     """The softmax over the taps, in place: A (Cw, K*K * TILE) logits -> alpha; lse (Cw, L) of
-    the image gets the log-sum-exp of the tile's nv valid pixels. top, total: (TILE,) buffers."""
+    the image gets the log-sum-exp of the tile's nv valid pixels. top, total: (TILE,) buffers;
+    fl, coef, ints, bits: :func:`_exp_row`'s."""
     KK = A.shape[1] // TILE
     for cw in range(A.shape[0]):
         for t in range(TILE):
@@ -174,11 +238,10 @@ def _softmax(A, top, total, lse, l0, nv, zero):
         for j in range(1, KK):
             for t in range(TILE):
                 top[t] = max(top[t], A[cw, j * TILE + t])
+        _exp_row(A[cw], top, fl, coef, ints, bits)
         for j in range(KK):
             for t in range(TILE):
-                e = math.exp(A[cw, j * TILE + t] - top[t])
-                A[cw, j * TILE + t] = e
-                total[t] += e
+                total[t] += A[cw, j * TILE + t]
         for j in range(KK):
             for t in range(TILE):
                 A[cw, j * TILE + t] /= total[t]
@@ -352,7 +415,8 @@ def fold(sums, fold_total, cross_total, W1, s1, count):
 
 
 @numba.njit(parallel=True, cache=CACHE, fastmath=FAST)
-def forward(stage, x1, x2, x3, p, src, sign, s0, t0, W1, s1, t1, W2, b2, sums_part, y, lse, zero):
+def forward(stage, x1, x2, x3, p, src, sign, s0, t0, W1, s1, t1, W2, b2, sums_part, y, lse, fl, coef,
+            ints, zero):
     """stage 1: sums_part[n, :, :C0] = sums of z0 and of z0^2 over image n's pixels and taps;
     stage 2: sums_part[n, :, :Rh], the same of z1; stage 3: y (N, V, L) and lse (N, Cw, L)."""
     N, V, L = y.shape
@@ -365,6 +429,7 @@ def forward(stage, x1, x2, x3, p, src, sign, s0, t0, W1, s1, t1, W2, b2, sums_pa
         A = np.empty((Cw, Q), dtype)
         centre, out = np.empty((C0, TILE), dtype), np.empty(TILE, dtype)
         top, total, valid = np.empty(TILE, dtype), np.empty(TILE, dtype), np.empty(TILE, dtype)
+        bits = np.empty(Q, ints.dtype)
         for l0 in range(0, Lt, TILE):
             nv = min(TILE, L - l0)
             for t in range(TILE):
@@ -380,14 +445,14 @@ def forward(stage, x1, x2, x3, p, src, sign, s0, t0, W1, s1, t1, W2, b2, sums_pa
                 _sums(Z1, valid, sums_part[n])
                 continue
             _gamma(n, l0, x1, x2, p, src, sign, s0, t0, W1, s1, t1, W2, b2, centre, Z0, U0, Z1, U1, A, zero)
-            _softmax(A, top, total, lse[n], l0, nv, zero)
+            _softmax(A, top, total, lse[n], l0, nv, fl, coef, ints, bits, zero)
             _aggregate(A, x3[n], src, l0, nv, out, y[n], zero)
 
 
 @numba.njit(parallel=True, cache=CACHE, fastmath=FAST)
 def backward(stage, training, count, gy, x1, x2, x3, p, src, sign, s0, t0, mean0, istd0, W1,
              s1, t1, mean1, istd1, W2, b2, lse, sums, gx1, gx2, gx3, gp_part, gW1_part, gW2_part,
-             gb2_part, sums_part, fold_part, cross_part, zero):
+             gb2_part, sums_part, fold_part, cross_part, fl, coef, ints, zero):
     """One pass of the backward (the module docstring's table); ``stage`` 0 is both at once
     (evaluation only). ``sums`` (4, max(C0, Rh)) holds, from pass 1 (and :func:`fold`), the sums
     of the gradient into each batch norm's output and of that times its normalised input: rows 0,
@@ -414,6 +479,7 @@ def backward(stage, training, count, gy, x1, x2, x3, p, src, sign, s0, t0, mean0
         G0 = np.empty((C0, Q), dtype)                   # the same for batch norm 0 and z0
         centre, g = np.empty((C0, TILE), dtype), np.empty((V, TILE), dtype)
         top, dot, valid = np.empty((Cw, TILE), dtype), np.empty(TILE, dtype), np.empty(TILE, dtype)
+        bits = np.empty(Q, ints.dtype)
         for l0 in range(0, Lt, TILE):
             nv = min(TILE, L - l0)
             for t in range(TILE):
@@ -426,10 +492,12 @@ def backward(stage, training, count, gy, x1, x2, x3, p, src, sign, s0, t0, mean0
                     top[cw, t] = lse[n, cw, l0 + t] if t < nv else zero
             _gamma(n, l0, x1, x2, p, src, sign, s0, t0, W1, s1, t1, W2, b2, centre, Z0, U0, Z1, U1, A, zero)
             for cw in range(Cw):                        # alpha again, from the saved log-sum-exp
+                _exp_row(A[cw], top[cw], fl, coef, ints, bits)
                 for j in range(KK):
                     for t in range(TILE):
                         q = j * TILE + t
-                        A[cw, q] = math.exp(A[cw, q] - top[cw, t]) if t < nv else zero
+                        if t >= nv:
+                            A[cw, q] = zero
                         G[cw, q] = zero
             for c in range(V):                          # the aggregation backward
                 cw = c % Cw
