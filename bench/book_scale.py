@@ -47,6 +47,15 @@ not measured, how many multiply-adds gamma's 1 x 1 maps do in one step of the ``
 ``fused`` paths, and the whole step's; and at what time per multiply-add, against the ResNet26's,
 the fused step would meet the pairwise target.
 
+What the target leaves the fused path's kernels (:func:`kernel_budget`, the ``sweep``'s SAN10
+pairwise on each thread count): the fused step and the ResNet26's take turns; the fastest fused
+step is split, by timers wrapped around the functions, into the fused operator's kernels
+(:mod:`sanmini.ops.fused_cpu`), the rest of the operator (its Python side) and the rest of the step
+(the network's other layers, the loss, the optimizer); the step the target allows less the two
+rests is the time left to the kernels, and their counted multiply-adds in that time the rate they
+would need, set beside the rate they did, the ResNet26's convolutions' (torch's profiler) and a
+1024 x 1024 matrix product's on the same threads.
+
 ``python bench/book_scale.py --write`` replaces this bench's section of ``bench/RESULTS.md``.
 """
 from __future__ import annotations
@@ -185,34 +194,41 @@ three again, W2's input gradient, W1's weight and input gradients, the aggregati
 alpha."""
 
 
+def counted_parts(config: str, args, name: str, overrides: dict) -> dict[str, int]:
+    """Multiply-adds of gamma's 1 x 1 maps and the aggregation in one training step of the ``ops``
+    and the ``fused`` path of network ``name`` (:data:`PASSES_OF`), counted from its pairwise
+    layers' shapes on a batch (``args.batch``, 3, ``args.size``, ``args.size``): {"ops": n, "fused": n}."""
+    from sanmini.nn import PairwiseAttention
+    model = build(name, overrides, CONFIGS[config]["classes"], "ops")
+    forward = dict.fromkeys(PASSES_OF, 0)               # one forward's multiply-adds of each part
+
+    def hook(module, inputs, output):
+        columns = output.shape[0] * module.aggregation.kernel_size ** 2 * output.shape[2] * output.shape[3]
+        for part, conv in (("W1", module.conv_w[2]), ("W2", module.conv_w[5])):
+            forward[part] += columns * conv.in_channels * conv.out_channels
+        forward["aggregation"] += columns * output.shape[1]
+
+    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, PairwiseAttention)]
+    with torch.no_grad():
+        model(torch.zeros(args.batch, 3, args.size, args.size))
+    for h in handles:
+        h.remove()
+    return {path: sum(PASSES_OF[part][k] * forward[part] for part in PASSES_OF)
+            for k, path in enumerate(("ops", "fused"))}
+
+
 def fused_madds(config: str, args, rows: list) -> list[str]:
     """What the fused path's recomputation costs in multiply-adds, counted from the layers' shapes
     (nothing timed): gamma's 1 x 1 maps and the aggregation in one step of the ``ops`` and
-    ``fused`` paths (:data:`PASSES_OF`), and the whole step's, taken as three times the forward's
-    counted multiply-adds (forward, input and weight gradients) with those parts replaced by their
-    count."""
-    from sanmini.nn import PairwiseAttention
+    ``fused`` paths (:func:`counted_parts`), and the whole step's, taken as three times the
+    forward's counted multiply-adds (forward, input and weight gradients) with those parts replaced
+    by their count."""
     spec = CONFIGS[config]
     lines = []
     for label, (name, overrides) in spec["networks"].items():
         if name != "san10_pairwise":
             continue
-        model = build(name, overrides, spec["classes"], "ops")
-        forward = dict.fromkeys(PASSES_OF, 0)           # one forward's multiply-adds of each part
-
-        def hook(module, inputs, output):
-            columns = output.shape[0] * module.aggregation.kernel_size ** 2 * output.shape[2] * output.shape[3]
-            for part, conv in (("W1", module.conv_w[2]), ("W2", module.conv_w[5])):
-                forward[part] += columns * conv.in_channels * conv.out_channels
-            forward["aggregation"] += columns * output.shape[1]
-
-        handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, PairwiseAttention)]
-        with torch.no_grad():
-            model(torch.zeros(args.batch, 3, args.size, args.size))
-        for h in handles:
-            h.remove()
-        parts = {path: sum(PASSES_OF[part][k] * forward[part] for part in PASSES_OF)
-                 for k, path in enumerate(("ops", "fused"))}
+        parts = counted_parts(config, args, name, overrides)
         row = next(r for r in rows if r.config == config and r.network == label and r.mode == "ops")
         step = {path: 3 * args.batch * row.madds - parts["ops"] + n for path, n in parts.items()}
         ratio = step["fused"] / step["ops"]
@@ -232,6 +248,148 @@ def fused_madds(config: str, args, rows: list) -> list[str]:
                 got = (fused.ms[1] / fused.madds) / (resnet.ms[1] / resnet.madds) / ratio
                 line += f"; the recorded fused step did them at {got:.2f} times, on one thread"
         lines.append(line + ".")
+    return lines
+
+
+def matmul_rate(n: int = 1024, repeats: int = 10) -> float:
+    """Multiply-adds per second of torch's (n, n) @ (n, n) float32 product, fastest of ``repeats``,
+    on the threads set: a large, dense product, the most a library does per multiply-add here."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    a @ b
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - start)
+    return n ** 3 / best
+
+
+def convolution_rate(config: str, args, row) -> float:
+    """Multiply-adds per second of the ResNet26's convolutions in one training step of ``config``
+    on the threads set: three times its forward's multiply-adds (``row.madds``: the output, the
+    input and the weight gradients; the stem's input gradient, counted, is not computed, so this is
+    a little high) over the self time of its convolution operators (:data:`GROUPS`) in torch's
+    profiler."""
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
+    spec = CONFIGS[config]
+    name, overrides = spec["networks"]["ResNet26"]
+    torch.manual_seed(0)
+    x = torch.randn(args.batch, 3, args.size, args.size)
+    y = torch.randint(0, spec["classes"], (args.batch,))
+    step = trainer(build(name, overrides, spec["classes"], "eager"), x, y, False)
+    step(), step()
+    best = float("inf")
+    for _ in range(3):
+        with torch_profile(activities=[ProfilerActivity.CPU]) as prof:
+            step()
+        best = min(best, sum(e.self_cpu_time_total for e in prof.key_averages()
+                             if group_of(e.key) == "convolutions (1x1 and stem)") / 1e6)
+    return 3 * args.batch * row.madds / best
+
+
+class Timed:
+    """While entered, ``owner.name`` (a module's function) is wrapped so that the seconds of its
+    calls add up in ``seconds``."""
+
+    def __init__(self, owner, name: str):
+        self.owner, self.name, self.seconds = owner, name, 0.0
+        self.original = getattr(owner, name)
+
+    def __enter__(self):
+        def call(*args, **kwargs):
+            start = time.perf_counter()
+            try:
+                return self.original(*args, **kwargs)
+            finally:
+                self.seconds += time.perf_counter() - start
+        setattr(self.owner, self.name, call)
+        return self
+
+    def __exit__(self, *exc):
+        setattr(self.owner, self.name, self.original)
+
+
+def split_step(step) -> tuple[float, float, float]:
+    """One fused step, timed: (whole, inside the fused operator, inside its kernels), seconds.
+    The operator: :func:`sanmini.ops.fused_pairwise` as the pairwise layer calls it, and its
+    backward (``sanmini.ops.fused._backward``); its kernels: :mod:`sanmini.ops.fused_cpu`'s
+    ``forward`` and ``backward``, every pass."""
+    import sanmini.nn.pairwise as pairwise
+    from sanmini.ops import fused, fused_cpu
+    timers = [Timed(pairwise, "fused_pairwise"), Timed(fused, "_backward"),
+              Timed(fused_cpu, "forward"), Timed(fused_cpu, "backward")]
+    for t in timers:
+        t.__enter__()
+    try:
+        start = time.perf_counter()
+        step()
+        whole = time.perf_counter() - start
+    finally:
+        for t in reversed(timers):
+            t.__exit__()
+    return whole, timers[0].seconds + timers[1].seconds, timers[2].seconds + timers[3].seconds
+
+
+def kernel_budget(config: str, args, rows: list) -> list[str]:
+    """What the pairwise target leaves the fused operator's kernels (``sweep`` only), on each thread
+    count. The fused SAN10 step and the ResNet26's take turns ``args.repeats`` times; the fastest
+    fused step is split (:func:`split_step`) into its kernels, the rest of the operator (its
+    Python side) and the rest of the step (the network's other layers, the loss, the optimizer).
+    The step the target allows (from the fastest ResNet26 step of the same turns) less the two
+    rests is what the kernels may take; their counted multiply-adds (:func:`counted_parts`) in that
+    time give the rate they would need. Against it: the rate they did, the ResNet26's
+    convolutions' (:func:`convolution_rate`) and a large matrix product's (:func:`matmul_rate`),
+    on the same thread count."""
+    spec = CONFIGS[config]
+    label = "SAN10 pairwise"
+    if config != "sweep" or label not in spec["networks"] or "ResNet26" not in spec["networks"]:
+        return []
+    san = next(r for r in rows if r.config == config and r.network == label)
+    resnet = next(r for r in rows if r.config == config and r.network == "ResNet26")
+    name, overrides = spec["networks"][label]
+    parts = counted_parts(config, args, name, overrides)
+    torch.manual_seed(0)
+    x = torch.randn(args.batch, 3, args.size, args.size)
+    y = torch.randint(0, spec["classes"], (args.batch,))
+    fused = trainer(build(name, overrides, spec["classes"], "fused"), x, y, False)
+    reference = trainer(build(*spec["networks"]["ResNet26"], spec["classes"], "eager"), x, y, False)
+    lines = []
+    for threads in args.threads:
+        common.set_threads(threads)
+        fused(), fused(), reference(), reference()
+        splits, resnet_seconds = [], []
+        for _ in range(args.repeats):
+            splits.append(split_step(fused))
+            start = time.perf_counter()
+            reference()
+            resnet_seconds.append(time.perf_counter() - start)
+        whole, operator, kernels = min(splits)
+        resnet_ms = 1000 * min(resnet_seconds)
+        python, others = operator - kernels, whole - operator
+        others_madds = args.batch * san.madds - parts["ops"] / 3       # the forward's, less the parts
+        others_ratio = (1000 * others / others_madds) / (resnet_ms / (args.batch * resnet.madds))
+        allowed = TARGETS[label] * resnet_ms / resnet.madds * san.madds / 1000
+        left = allowed - python - others
+        plural = "s" if threads > 1 else ""
+        line = (f"- {config}, {label}, fused, {threads} thread{plural}: the fastest of {args.repeats} steps "
+                f"took {1000 * whole:.0f} ms (the ResNet26's {resnet_ms:.0f} ms, taking turns): "
+                f"{1000 * kernels:.0f} ms in the fused operator's kernels, {1000 * python:.0f} ms in the rest "
+                f"of the operator, {1000 * others:.0f} ms in the network's other layers, the loss and the "
+                f"optimizer (they did their {others_madds / 1e9:.2f} G multiply-adds of the forward at "
+                f"{others_ratio:.2f} times the ResNet26's time per multiply-add); the target allows a step of "
+                f"{1000 * allowed:.0f} ms, ")
+        if left <= 0:
+            line += "less than the operator's Python side and the other layers alone take"
+        else:
+            line += (f"which leaves the kernels {1000 * left:.0f} ms ({100 * left / allowed:.0f}%): their "
+                     f"{parts['fused'] / 1e9:.2f} G counted multiply-adds would need "
+                     f"{parts['fused'] / left / 1e9:.1f} G per second; they did "
+                     f"{parts['fused'] / kernels / 1e9:.1f} G per second")
+        line += (f"; on {threads} thread{plural} the ResNet26's convolutions did "
+                 f"{convolution_rate(config, args, resnet) / 1e9:.1f} G multiply-adds per second and a "
+                 f"1024 x 1024 matrix product {matmul_rate() / 1e9:.1f} G.")
+        lines.append(line)
     return lines
 
 
@@ -399,8 +557,9 @@ def verdict(rows: list[Row], threads: list[int]) -> list[str]:
     if not lines:
         return []
     return ["The targets, per multiply-add against the ResNet26 (sweep):\n\n" + "\n".join(lines)
-            + "\n\nWhat bounds each path is below: the bytes the ops path moves (memory traffic), and the "
-              "multiply-adds the fused path computes again."]
+            + "\n\nWhat bounds each path is below: the bytes the ops path moves (memory traffic); the "
+              "multiply-adds the fused path computes again, and the time the target leaves its kernels once "
+              "the network's other layers, which both paths run, have taken theirs."]
 
 
 def main() -> None:
@@ -434,6 +593,7 @@ def main() -> None:
                  f"{rate / 1e9:.1f} GB/s.\n"]
         moved += [line for config in args.configs for line in traffic(config, args, rows, rate)]
     recomputed = [line for config in args.configs for line in fused_madds(config, args, rows)]
+    budget = [line for config in args.configs for line in kernel_budget(config, args, rows)]
     command = "python bench/book_scale.py " + " ".join(sys.argv[1:])
     lines = [f"- Batch {args.batch}, {args.size} x {args.size}; fastest of {args.repeats} steps, the networks and "
              f"modes taking turns; threads {', '.join(map(str, args.threads))} (torch and Numba); command: "
@@ -445,7 +605,12 @@ def main() -> None:
                        + (["Memory traffic of one step (estimated by sanmini.traffic):\n\n" + "\n".join(moved)]
                           if moved else [])
                        + ["What the fused path computes again (multiply-adds counted from the layers' shapes, "
-                          "bench/book_scale.py PASSES_OF):\n\n" + "\n".join(recomputed)])
+                          "bench/book_scale.py PASSES_OF):\n\n" + "\n".join(recomputed)]
+                       + (["What the target leaves the fused path's kernels (bench/book_scale.py "
+                           "kernel_budget: the rest of the step is everything outside the kernels of "
+                           "sanmini/ops/fused_cpu.py: the networks' other layers, the operator's Python side, "
+                           "the optimizer; the rates count only the multiply-adds above, not the gathers "
+                           "and exponentials):\n\n" + "\n".join(budget)] if budget else []))
     print(text)
     if args.write:
         common.write_section(HEADING, text, {})
