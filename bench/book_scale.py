@@ -61,6 +61,7 @@ would need, set beside the rate they did, the ResNet26's convolutions' (torch's 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import time
@@ -264,28 +265,21 @@ def matmul_rate(n: int = 1024, repeats: int = 10) -> float:
     return n ** 3 / best
 
 
-def convolution_rate(config: str, args, row) -> float:
-    """Multiply-adds per second of the ResNet26's convolutions in one training step of ``config``
-    on the threads set: three times its forward's multiply-adds (``row.madds``: the output, the
-    input and the weight gradients; the stem's input gradient, counted, is not computed, so this is
-    a little high) over the self time of its convolution operators (:data:`GROUPS`) in torch's
-    profiler."""
+def convolution_rate(step, madds: float) -> float:
+    """Multiply-adds per second of the convolutions in one training ``step`` of a ResNet26 (warmed
+    up) on the threads set: three times its forward's ``madds`` (the output, the input and the
+    weight gradients; the stem's input gradient, counted, is not computed, so this is a little high)
+    over the self time of its convolution operators (:data:`GROUPS`) in torch's profiler, the
+    fastest of three steps."""
     from torch.profiler import ProfilerActivity
     from torch.profiler import profile as torch_profile
-    spec = CONFIGS[config]
-    name, overrides = spec["networks"]["ResNet26"]
-    torch.manual_seed(0)
-    x = torch.randn(args.batch, 3, args.size, args.size)
-    y = torch.randint(0, spec["classes"], (args.batch,))
-    step = trainer(build(name, overrides, spec["classes"], "eager"), x, y, False)
-    step(), step()
     best = float("inf")
     for _ in range(3):
         with torch_profile(activities=[ProfilerActivity.CPU]) as prof:
             step()
         best = min(best, sum(e.self_cpu_time_total for e in prof.key_averages()
                              if group_of(e.key) == "convolutions (1x1 and stem)") / 1e6)
-    return 3 * args.batch * row.madds / best
+    return 3 * madds / best
 
 
 class Timed:
@@ -313,22 +307,19 @@ class Timed:
 def split_step(step) -> tuple[float, float, float]:
     """One fused step, timed: (whole, inside the fused operator, inside its kernels), seconds.
     The operator: :func:`sanmini.ops.fused_pairwise` as the pairwise layer calls it, and its
-    backward (``sanmini.ops.fused._backward``); its kernels: :mod:`sanmini.ops.fused_cpu`'s
-    ``forward`` and ``backward``, every pass."""
+    backward (``sanmini.ops.fused._backward``); its kernels: every pass of
+    :mod:`sanmini.ops.fused_cpu` (bench/fused_passes.py's ``PassTimer``)."""
     import sanmini.nn.pairwise as pairwise
-    from sanmini.ops import fused, fused_cpu
-    timers = [Timed(pairwise, "fused_pairwise"), Timed(fused, "_backward"),
-              Timed(fused_cpu, "forward"), Timed(fused_cpu, "backward")]
-    for t in timers:
-        t.__enter__()
-    try:
+    from fused_passes import PassTimer
+    from sanmini.ops import fused
+    with contextlib.ExitStack() as stack:
+        operator = [stack.enter_context(Timed(pairwise, "fused_pairwise")),
+                    stack.enter_context(Timed(fused, "_backward"))]
+        kernels = stack.enter_context(PassTimer())
         start = time.perf_counter()
         step()
         whole = time.perf_counter() - start
-    finally:
-        for t in reversed(timers):
-            t.__exit__()
-    return whole, timers[0].seconds + timers[1].seconds, timers[2].seconds + timers[3].seconds
+    return whole, sum(t.seconds for t in operator), sum(kernels.seconds.values())
 
 
 def kernel_budget(config: str, args, rows: list) -> list[str]:
@@ -387,7 +378,8 @@ def kernel_budget(config: str, args, rows: list) -> list[str]:
                      f"{parts['fused'] / left / 1e9:.1f} G per second; they did "
                      f"{parts['fused'] / kernels / 1e9:.1f} G per second")
         line += (f"; on {threads} thread{plural} the ResNet26's convolutions did "
-                 f"{convolution_rate(config, args, resnet) / 1e9:.1f} G multiply-adds per second and a "
+                 f"{convolution_rate(reference, args.batch * resnet.madds) / 1e9:.1f} G multiply-adds per "
+                 f"second and a "
                  f"1024 x 1024 matrix product {matmul_rate() / 1e9:.1f} G.")
         lines.append(line)
     return lines
